@@ -1,0 +1,199 @@
+//! A packed mask of bits, one per tensor element: what dropout saves for its backward pass.
+//!
+//! A dropout over a `[128, 64]` activation keeps 8192 decisions. As bytes (PyTorch's `bool` mask) that
+//! is 8 KiB; packed here it is 1 KiB.
+
+use rand::Rng;
+use rand_pcg::Pcg64;
+
+/// Elements per independent random stream. Fixed, so a mask never depends on how it is computed.
+pub const MASK_CHUNK: usize = 1 << 14;
+
+/// A fixed-length sequence of bits stored 64 to a word.
+///
+/// ```
+/// use tapegrad::BitMask;
+/// let m = BitMask::from_bools(&[true, false, true]);
+/// assert_eq!((m.len(), m.count_ones()), (3, 2));
+/// assert!(m.get(2) && !m.get(1));
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct BitMask {
+    words: Vec<u64>,
+    len: usize,
+}
+
+impl BitMask {
+    /// `len` bits, all clear.
+    pub fn zeros(len: usize) -> Self {
+        BitMask {
+            words: vec![0; len.div_ceil(64)],
+            len,
+        }
+    }
+
+    /// `len` bits, all set.
+    pub fn ones(len: usize) -> Self {
+        Self::from_fn(len, |_| true)
+    }
+
+    /// Bit `i` is `f(i)`.
+    pub fn from_fn(len: usize, mut f: impl FnMut(usize) -> bool) -> Self {
+        let mut mask = Self::zeros(len);
+        for (w, word) in mask.words.iter_mut().enumerate() {
+            let start = w * 64;
+            for b in 0..64.min(len - start) {
+                *word |= (f(start + b) as u64) << b;
+            }
+        }
+        mask
+    }
+
+    /// A mask from booleans.
+    pub fn from_bools(bits: &[bool]) -> Self {
+        Self::from_fn(bits.len(), |i| bits[i])
+    }
+
+    /// Bit `i` is set independently with probability `keep_prob` (dropout's 1 − p).
+    ///
+    /// Takes exactly one `u64` from `rng`, whatever `len` is, and derives from it one PCG stream per
+    /// chunk of [`MASK_CHUNK`] elements; so the same `rng` state gives the same mask, and the mask
+    /// does not depend on how many threads draw it. Each bit compares a 32-bit draw with
+    /// `round(keep_prob · 2³²)`: the keep probability is exact to 2⁻³², and 0 and 1 are exact.
+    /// `keep_prob` is clamped to `[0, 1]`; callers validate it.
+    pub fn bernoulli<R: Rng + ?Sized>(len: usize, keep_prob: f64, rng: &mut R) -> Self {
+        let seed = rng.next_u64();
+        let threshold = (keep_prob.clamp(0.0, 1.0) * 4_294_967_296.0).round() as u64;
+        let mut mask = Self::zeros(len);
+        let words_per_chunk = MASK_CHUNK / 64;
+        for (chunk, words) in mask.words.chunks_mut(words_per_chunk).enumerate() {
+            fill_chunk(words, seed, chunk as u64, threshold);
+        }
+        mask.clear_tail();
+        mask
+    }
+
+    /// Number of bits.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the mask has no bits.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Bit `i`. Panics if `i >= len()`, like slice indexing.
+    #[inline]
+    pub fn get(&self, i: usize) -> bool {
+        assert!(
+            i < self.len,
+            "bit {i} out of range for a mask of {}",
+            self.len
+        );
+        self.words[i / 64] >> (i % 64) & 1 == 1
+    }
+
+    /// Number of set bits.
+    pub fn count_ones(&self) -> usize {
+        self.words.iter().map(|w| w.count_ones() as usize).sum()
+    }
+
+    /// Bytes of storage: one bit per element, rounded up to whole 64-bit words.
+    pub fn bytes(&self) -> usize {
+        self.words.len() * 8
+    }
+
+    /// The packed words; bit `i` is bit `i % 64` of word `i / 64`. Bits past `len()` are zero.
+    pub fn words(&self) -> &[u64] {
+        &self.words
+    }
+
+    /// The bits in order.
+    pub fn iter(&self) -> impl Iterator<Item = bool> + '_ {
+        (0..self.len).map(|i| self.get(i))
+    }
+
+    /// Clears the bits past `len` in the last word, so equality and counting see only real bits.
+    fn clear_tail(&mut self) {
+        let tail = self.len % 64;
+        if let (true, Some(last)) = (tail != 0, self.words.last_mut()) {
+            *last &= (1u64 << tail) - 1;
+        }
+    }
+
+    /// `out[i] = x[i] · scale` where bit `i` is set, else 0: dropout's forward and backward alike.
+    pub(crate) fn apply<T: crate::Float>(&self, x: &[T], scale: T, out: &mut [T]) {
+        debug_assert!(x.len() == self.len && out.len() == self.len);
+        for ((word, xs), outs) in self.words.iter().zip(x.chunks(64)).zip(out.chunks_mut(64)) {
+            for (b, (&xi, o)) in xs.iter().zip(outs.iter_mut()).enumerate() {
+                *o = if word >> b & 1 == 1 {
+                    xi * scale
+                } else {
+                    T::ZERO
+                };
+            }
+        }
+    }
+}
+
+/// Fills one chunk's words from its own PCG stream.
+fn fill_chunk(words: &mut [u64], seed: u64, chunk: u64, threshold: u64) {
+    let state = (u128::from(splitmix64(seed)) << 64)
+        | u128::from(splitmix64(seed ^ chunk.wrapping_mul(0x9E37_79B9_7F4A_7C15)));
+    let mut stream = Pcg64::new(state, u128::from(chunk));
+    for word in words {
+        let mut bits = 0u64;
+        for pair in 0..32 {
+            let r = stream.next_u64();
+            let lo = u64::from((r & 0xFFFF_FFFF) < threshold);
+            let hi = u64::from((r >> 32) < threshold);
+            bits |= (lo | hi << 1) << (2 * pair);
+        }
+        *word = bits;
+    }
+}
+
+/// SplitMix64's finaliser: spreads a seed's bits so nearby seeds give unrelated streams.
+fn splitmix64(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+impl std::fmt::Debug for BitMask {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "BitMask({} of {} set, {} bytes)",
+            self.count_ones(),
+            self.len,
+            self.bytes()
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn tail_bits_are_clear_and_edges_exact() {
+        let mut rng = Pcg64::seed_from_u64(3);
+        let m = BitMask::bernoulli(70, 1.0, &mut rng);
+        assert_eq!(m.count_ones(), 70);
+        assert_eq!(m.words()[1] >> 6, 0);
+        assert_eq!(BitMask::bernoulli(70, 0.0, &mut rng).count_ones(), 0);
+    }
+
+    #[test]
+    fn one_draw_per_mask() {
+        let mut a = Pcg64::seed_from_u64(9);
+        let mut b = Pcg64::seed_from_u64(9);
+        BitMask::bernoulli(100_000, 0.5, &mut a);
+        b.next_u64();
+        assert_eq!(a.next_u64(), b.next_u64());
+    }
+}

@@ -1,0 +1,181 @@
+//! The one error type of the crate.
+//!
+//! Every fallible call returns [`Result<T>`]. Each variant names the operation that failed and the
+//! shapes or values that made it fail, so a message reads like `matmul: incompatible shapes [128, 20]
+//! and [64, 5]` rather than a bare panic.
+
+use crate::shape::Shape;
+
+/// Shorthand for `std::result::Result<T, tapegrad::Error>`.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Everything that can go wrong in tapegrad.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Two operands whose shapes do not fit the operation (not broadcastable, inner dimensions differ, …).
+    #[error("{op}: incompatible shapes {lhs} and {rhs}")]
+    ShapeMismatch {
+        /// The operation.
+        op: &'static str,
+        /// Shape of the left operand.
+        lhs: Shape,
+        /// Shape of the right operand.
+        rhs: Shape,
+    },
+    /// An operand of the wrong rank (matmul wants 2-D, NLL wants [N, C], …).
+    #[error("{op}: expected {expected}, got shape {shape}")]
+    BadRank {
+        /// The operation.
+        op: &'static str,
+        /// What the operation accepts, in words.
+        expected: &'static str,
+        /// The shape it was given.
+        shape: Shape,
+    },
+    /// A shape whose element count overflows `usize`.
+    #[error("shape {dims:?} has more elements than fit in usize")]
+    ShapeOverflow {
+        /// The offending dimensions.
+        dims: Vec<usize>,
+    },
+    /// A buffer whose length does not match the element count of its shape.
+    #[error("{op}: shape {shape} holds {expected} elements but {got} were given")]
+    DataLength {
+        /// The operation.
+        op: &'static str,
+        /// The requested shape.
+        shape: Shape,
+        /// Elements the shape needs.
+        expected: usize,
+        /// Elements supplied.
+        got: usize,
+    },
+    /// A reshape to a shape with a different number of elements.
+    #[error("reshape: cannot view {from} ({} elements) as {to:?}", from.numel())]
+    Reshape {
+        /// The source shape.
+        from: Shape,
+        /// The requested dimensions.
+        to: Vec<usize>,
+    },
+    /// An axis outside `-rank..rank`.
+    #[error("{op}: axis {axis} is out of range for shape {shape}")]
+    AxisOutOfRange {
+        /// The operation.
+        op: &'static str,
+        /// The axis asked for.
+        axis: isize,
+        /// The tensor's shape.
+        shape: Shape,
+    },
+    /// An element index outside the tensor.
+    #[error("index {index:?} is out of bounds for shape {shape}")]
+    IndexOutOfBounds {
+        /// The index asked for.
+        index: Vec<usize>,
+        /// The tensor's shape.
+        shape: Shape,
+    },
+    /// A dropout probability outside `[0, 1]`, or NaN.
+    #[error("{op}: probability p = {p} must lie in [0, 1]")]
+    InvalidProbability {
+        /// The operation.
+        op: &'static str,
+        /// The probability given.
+        p: f64,
+    },
+    /// A class label that is negative or not below the number of classes.
+    #[error("{op}: label {label} at position {position} is out of range for {classes} classes")]
+    LabelOutOfRange {
+        /// The operation.
+        op: &'static str,
+        /// Where in the label slice the bad label stands.
+        position: usize,
+        /// The bad label.
+        label: i64,
+        /// Number of classes (valid labels are `0..classes`).
+        classes: usize,
+    },
+    /// A label slice whose length differs from the batch size.
+    #[error("{op}: {labels} labels given for a batch of {batch}")]
+    LabelCount {
+        /// The operation.
+        op: &'static str,
+        /// Number of labels.
+        labels: usize,
+        /// Batch size (rows of the input).
+        batch: usize,
+    },
+    /// A loss over an empty batch, whose mean is undefined.
+    #[error("{op}: empty batch (input shape {shape}); the mean over zero rows is undefined")]
+    EmptyBatch {
+        /// The operation.
+        op: &'static str,
+        /// The input's shape.
+        shape: Shape,
+    },
+    /// A mask whose length differs from the tensor it is applied to.
+    #[error("{op}: mask of {mask_len} bits for a tensor of shape {shape}")]
+    MaskLength {
+        /// The operation.
+        op: &'static str,
+        /// Bits in the mask.
+        mask_len: usize,
+        /// Shape of the tensor.
+        shape: Shape,
+    },
+    /// `backward()` from a value with more than one element and no seed gradient.
+    #[error(
+        "backward: the loss has shape {shape}; backward needs a scalar or an explicit seed gradient"
+    )]
+    NonScalarLoss {
+        /// Shape of the value backward was called on.
+        shape: Shape,
+    },
+    /// A seed gradient whose shape differs from the value it seeds.
+    #[error("backward: seed gradient of shape {seed} for a value of shape {value}")]
+    SeedShape {
+        /// Shape of the value.
+        value: Shape,
+        /// Shape of the seed.
+        seed: Shape,
+    },
+    /// A second backward pass over a tape whose saved state the first one released.
+    #[error(
+        "backward: this tape was already walked backward and its saved state released; pass `retain_graph: true` to the first backward to walk it again"
+    )]
+    BackwardTwice,
+    /// A `Var` used with a tape (or gradients) it does not belong to.
+    #[error("{op}: the Var belongs to a different tape")]
+    ForeignVar {
+        /// The operation.
+        op: &'static str,
+    },
+    /// `backward()` from a value that depends on nothing that requires a gradient.
+    #[error("backward: the loss depends on no parameter or leaf that requires a gradient")]
+    NoGradRequired,
+    /// Asking for the gradient of a value that received none.
+    #[error(
+        "gradients: node {node} received no gradient (it does not influence the loss, or it does not require one)"
+    )]
+    NoGradient {
+        /// The node's index on the tape.
+        node: usize,
+    },
+    /// Asking a node for state it did not save (for instance the mask of a node that is not a dropout).
+    #[error("{op}: node {node} is a {found} node and saved no {what}")]
+    NotSaved {
+        /// The operation asking.
+        op: &'static str,
+        /// The node's index on the tape.
+        node: usize,
+        /// The op the node actually holds.
+        found: &'static str,
+        /// What was asked for.
+        what: &'static str,
+    },
+    /// A gradient check whose analytic and numeric derivatives disagree.
+    #[error("{0}")]
+    GradcheckFailed(Box<crate::gradcheck::GradcheckReport>),
+}

@@ -1,0 +1,295 @@
+//! Finite-difference gradient checking, in `f64`.
+//!
+//! For a function f of some input tensors, the analytic Jacobian (from backward passes, one per
+//! output element) is compared with the numeric one from central differences,
+//!
+//! ∂fⱼ/∂xᵢ ≈ (fⱼ(x + ε·eᵢ) − fⱼ(x − ε·eᵢ)) / 2ε,
+//!
+//! whose error is O(ε²) for smooth f. Every element of every input is perturbed. An entry passes when
+//! |analytic − numeric| ≤ atol + rtol·|numeric| — PyTorch's `allclose` rule, with PyTorch's defaults
+//! ε = 1e-6, atol = 1e-5, rtol = 1e-3. Why f64: with ε = 1e-6, f32's rounding error (~1e-7 relative)
+//! divided by 2ε would swamp the derivative.
+//!
+//! **Stochastic ops.** The function receives a random generator, and every evaluation — the analytic
+//! one and each perturbed one — gets a fresh generator from the same seed. A dropout inside therefore
+//! draws the *same* mask every time, and what is checked is the derivative of the function with that
+//! mask held fixed, which is exactly what backward computes. The caller's own generators are never
+//! touched.
+
+use std::fmt;
+
+use rand::SeedableRng;
+use rand_pcg::Pcg64;
+
+use crate::error::{Error, Result};
+use crate::tape::{BackwardOptions, Tape, Var};
+use crate::tensor::Tensor;
+
+/// Settings of [`gradcheck`]. The defaults are PyTorch's.
+#[derive(Clone, Debug)]
+pub struct GradcheckOptions {
+    /// Finite-difference step.
+    pub eps: f64,
+    /// Absolute tolerance.
+    pub atol: f64,
+    /// Relative tolerance (relative to the numeric value).
+    pub rtol: f64,
+    /// Seed of the generator handed to the function on every evaluation.
+    pub seed: u64,
+}
+
+impl Default for GradcheckOptions {
+    fn default() -> Self {
+        GradcheckOptions {
+            eps: 1e-6,
+            atol: 1e-5,
+            rtol: 1e-3,
+            seed: 0,
+        }
+    }
+}
+
+/// How one input fared.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InputCheck {
+    /// Position of the input in the slice given to [`gradcheck`].
+    pub input: usize,
+    /// Its dimensions.
+    pub dims: Vec<usize>,
+    /// Largest |analytic − numeric| over its Jacobian entries.
+    pub max_abs_err: f64,
+    /// Largest |analytic − numeric| / |numeric| (entries with numeric = 0 count as abs error).
+    pub max_rel_err: f64,
+    /// The entry that exceeded the tolerance by the most (or was closest to it), if any entries.
+    pub worst: Option<WorstEntry>,
+    /// Whether every entry was within tolerance.
+    pub passed: bool,
+}
+
+/// One Jacobian entry: which input element, which output element, both derivatives.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WorstEntry {
+    /// Multi-index of the input element.
+    pub input_index: Vec<usize>,
+    /// Flat index of the output element.
+    pub output_index: usize,
+    /// From backward.
+    pub analytic: f64,
+    /// From central differences.
+    pub numeric: f64,
+}
+
+/// The result of a gradient check: one [`InputCheck`] per input.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GradcheckReport {
+    /// Per-input results.
+    pub inputs: Vec<InputCheck>,
+    /// The options used.
+    pub atol: f64,
+    /// The options used.
+    pub rtol: f64,
+}
+
+impl GradcheckReport {
+    /// Whether every input passed.
+    pub fn passed(&self) -> bool {
+        self.inputs.iter().all(|c| c.passed)
+    }
+}
+
+impl fmt::Display for GradcheckReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let verdict = if self.passed() { "passed" } else { "FAILED" };
+        writeln!(
+            f,
+            "gradcheck {verdict} (atol {:e}, rtol {:e})",
+            self.atol, self.rtol
+        )?;
+        for c in &self.inputs {
+            write!(
+                f,
+                "  input {} {:?}: {} | max abs err {:.3e} | max rel err {:.3e}",
+                c.input,
+                c.dims,
+                if c.passed { "ok" } else { "MISMATCH" },
+                c.max_abs_err,
+                c.max_rel_err
+            )?;
+            if let (false, Some(w)) = (c.passed, &c.worst) {
+                let abs = (w.analytic - w.numeric).abs();
+                write!(
+                    f,
+                    "\n    worst: input element {:?}, output element {}: analytic {:.10e} vs numeric {:.10e} (abs err {:.3e}, rel err {:.3e})",
+                    w.input_index,
+                    w.output_index,
+                    w.analytic,
+                    w.numeric,
+                    abs,
+                    abs / w.numeric.abs()
+                )?;
+            }
+            writeln!(f)?;
+        }
+        Ok(())
+    }
+}
+
+/// Checks the gradients of `f` at `inputs` against central finite differences.
+///
+/// `f` builds the computation on the tape it is given from the recorded `inputs`, and may draw from
+/// the generator (see the module docs on stochastic ops). Returns the report when every entry is
+/// within tolerance, and [`Error::GradcheckFailed`] (whose message is the report) when not.
+///
+/// ```
+/// use tapegrad::{gradcheck, GradcheckOptions, Tensor};
+/// let x = Tensor::from_vec(vec![0.3, -1.2, 2.0, 0.7], &[2, 2])?;
+/// let w = Tensor::from_vec(vec![0.5, -0.4, 0.1, 0.9], &[2, 2])?;
+/// let report = gradcheck(
+///     |_tape, v, rng| v[0].matmul(v[1])?.tanh()?.dropout(0.5, rng),
+///     &[x, w],
+///     &GradcheckOptions::default(),
+/// )?;
+/// assert!(report.passed());
+/// # Ok::<(), tapegrad::Error>(())
+/// ```
+pub fn gradcheck<F>(
+    f: F,
+    inputs: &[Tensor<f64>],
+    options: &GradcheckOptions,
+) -> Result<GradcheckReport>
+where
+    F: for<'t> Fn(&'t Tape<f64>, &[Var<'t, f64>], &mut Pcg64) -> Result<Var<'t, f64>>,
+{
+    let analytic = analytic_jacobian(&f, inputs, options.seed)?;
+    let mut report = GradcheckReport {
+        inputs: Vec::with_capacity(inputs.len()),
+        atol: options.atol,
+        rtol: options.rtol,
+    };
+    for (k, input) in inputs.iter().enumerate() {
+        let mut check = InputCheck {
+            input: k,
+            dims: input.dims().to_vec(),
+            max_abs_err: 0.0,
+            max_rel_err: 0.0,
+            worst: None,
+            passed: true,
+        };
+        let mut worst_excess = f64::NEG_INFINITY;
+        let strides = input.shape().strides();
+        for i in 0..input.numel() {
+            let numeric = numeric_column(&f, inputs, k, i, options)?;
+            for (j, &num) in numeric.iter().enumerate() {
+                let ana = analytic[k][j * input.numel() + i];
+                let abs = (ana - num).abs();
+                let allowed = options.atol + options.rtol * num.abs();
+                // NaN on either side fails: `abs <= allowed` is false for NaN.
+                let ok = abs <= allowed;
+                let excess = if abs.is_nan() {
+                    f64::INFINITY
+                } else {
+                    abs - allowed
+                };
+                check.max_abs_err = check.max_abs_err.max(abs);
+                let rel = if num == 0.0 { abs } else { abs / num.abs() };
+                check.max_rel_err = check.max_rel_err.max(rel);
+                check.passed &= ok;
+                if check.worst.is_none() || excess > worst_excess {
+                    worst_excess = excess;
+                    check.worst = Some(WorstEntry {
+                        input_index: unravel(i, &strides),
+                        output_index: j,
+                        analytic: ana,
+                        numeric: num,
+                    });
+                }
+            }
+        }
+        report.inputs.push(check);
+    }
+    if report.passed() {
+        Ok(report)
+    } else {
+        Err(Error::GradcheckFailed(Box::new(report)))
+    }
+}
+
+fn unravel(mut flat: usize, strides: &[usize]) -> Vec<usize> {
+    strides
+        .iter()
+        .map(|&s| {
+            let i = flat / s.max(1);
+            flat %= s.max(1);
+            i
+        })
+        .collect()
+}
+
+/// Runs `f` once on fresh leaves and returns its output value.
+fn evaluate<F>(f: &F, inputs: &[Tensor<f64>], seed: u64) -> Result<Tensor<f64>>
+where
+    F: for<'t> Fn(&'t Tape<f64>, &[Var<'t, f64>], &mut Pcg64) -> Result<Var<'t, f64>>,
+{
+    let tape = Tape::no_grad();
+    let vars: Vec<_> = inputs.iter().map(|x| tape.constant(x.clone())).collect();
+    let out = f(&tape, &vars, &mut Pcg64::seed_from_u64(seed))?;
+    Ok((*out.value()).clone())
+}
+
+/// ∂f/∂(input k, element i) for every output element, by central differences.
+fn numeric_column<F>(
+    f: &F,
+    inputs: &[Tensor<f64>],
+    k: usize,
+    i: usize,
+    options: &GradcheckOptions,
+) -> Result<Vec<f64>>
+where
+    F: for<'t> Fn(&'t Tape<f64>, &[Var<'t, f64>], &mut Pcg64) -> Result<Var<'t, f64>>,
+{
+    let mut shifted = inputs.to_vec();
+    let x = inputs[k].data()[i];
+    shifted[k].data_mut()[i] = x + options.eps;
+    let plus = evaluate(f, &shifted, options.seed)?;
+    shifted[k].data_mut()[i] = x - options.eps;
+    let minus = evaluate(f, &shifted, options.seed)?;
+    Ok(plus
+        .data()
+        .iter()
+        .zip(minus.data())
+        .map(|(p, m)| (p - m) / (2.0 * options.eps))
+        .collect())
+}
+
+/// Row-major Jacobian per input: entry [j · numel + i] = ∂out_j/∂x_i, one backward pass per output
+/// element (seeded with the one-hot vector of that element).
+fn analytic_jacobian<F>(f: &F, inputs: &[Tensor<f64>], seed: u64) -> Result<Vec<Vec<f64>>>
+where
+    F: for<'t> Fn(&'t Tape<f64>, &[Var<'t, f64>], &mut Pcg64) -> Result<Var<'t, f64>>,
+{
+    let tape = Tape::new();
+    let vars: Vec<_> = inputs.iter().map(|x| tape.leaf(x.clone())).collect();
+    let out = f(&tape, &vars, &mut Pcg64::seed_from_u64(seed))?;
+    let out_shape = out.shape();
+    let m = out_shape.numel();
+    let mut jacobians: Vec<Vec<f64>> = inputs.iter().map(|x| vec![0.0; m * x.numel()]).collect();
+    if !out.requires_grad() {
+        // f ignores its inputs: every derivative is 0, which is what the zeros say.
+        return Ok(jacobians);
+    }
+    for j in 0..m {
+        let mut seed_grad = Tensor::full_shape(out_shape.clone(), 0.0);
+        seed_grad.data_mut()[j] = 1.0;
+        let grads = out.backward_with(BackwardOptions {
+            seed: Some(seed_grad),
+            retain_graph: true,
+        })?;
+        for (k, var) in vars.iter().enumerate() {
+            if let Some(g) = grads.get(*var) {
+                let n = g.numel();
+                jacobians[k][j * n..(j + 1) * n].copy_from_slice(g.data());
+            }
+        }
+    }
+    Ok(jacobians)
+}

@@ -1,0 +1,112 @@
+//! The result of a backward pass: gradients looked up by `Var` or by `Param`.
+
+use crate::element::Float;
+use crate::error::{Error, Result};
+use crate::param::{Param, ParamId};
+use crate::tape::{NodeId, Tape, Var};
+use crate::tensor::Tensor;
+
+/// Gradients of one backward pass, as plain tensors.
+///
+/// Every value on the walked part of the tape that requires a gradient and influences the loss has
+/// one, intermediate values included (useful for teaching and debugging).
+#[derive(Clone, Debug)]
+pub struct Gradients<T: Float> {
+    tape_id: u64,
+    grads: Vec<Option<Tensor<T>>>,
+    params: Vec<(ParamId, NodeId)>,
+}
+
+impl<T: Float> Gradients<T> {
+    pub(crate) fn new(
+        tape_id: u64,
+        grads: Vec<Option<Tensor<T>>>,
+        params: Vec<(ParamId, NodeId)>,
+    ) -> Self {
+        Gradients {
+            tape_id,
+            grads,
+            params,
+        }
+    }
+
+    /// The gradient of the loss with respect to `var`, or `None` if it received none or belongs to
+    /// another tape.
+    pub fn get(&self, var: Var<'_, T>) -> Option<&Tensor<T>> {
+        if var.tape().id() != self.tape_id {
+            return None;
+        }
+        self.grads.get(var.id().index()).and_then(Option::as_ref)
+    }
+
+    /// The gradient with respect to `var`, or an error saying why there is none.
+    pub fn wrt(&self, var: Var<'_, T>) -> Result<&Tensor<T>> {
+        if var.tape().id() != self.tape_id {
+            return Err(Error::ForeignVar {
+                op: "Gradients::wrt",
+            });
+        }
+        self.get(var).ok_or(Error::NoGradient {
+            node: var.id().index(),
+        })
+    }
+
+    /// The gradient with respect to a parameter recorded with [`Tape::param`], or `None` if it was
+    /// not on the tape or received no gradient.
+    pub fn param(&self, param: &Param<T>) -> Option<&Tensor<T>> {
+        let node = self.params.iter().find(|(p, _)| *p == param.id())?.1;
+        self.grads.get(node.index()).and_then(Option::as_ref)
+    }
+
+    /// Removes and returns a parameter's gradient (saves a copy when an optimizer consumes it).
+    pub fn take_param(&mut self, param: &Param<T>) -> Option<Tensor<T>> {
+        let node = self.params.iter().find(|(p, _)| *p == param.id())?.1;
+        self.grads.get_mut(node.index()).and_then(Option::take)
+    }
+
+    /// Gradients by node index, for inspection (`None` where a node got no gradient).
+    pub fn by_node(&self) -> &[Option<Tensor<T>>] {
+        &self.grads
+    }
+}
+
+/// Gradients of a backward pass that was itself recorded on the tape (see
+/// [`Var::backward_graph`]): each is a `Var` that can be differentiated again.
+#[derive(Debug)]
+pub struct GraphGradients<'t, T: Float> {
+    tape: &'t Tape<T>,
+    grads: Vec<Option<Var<'t, T>>>,
+    params: Vec<(ParamId, NodeId)>,
+}
+
+impl<'t, T: Float> GraphGradients<'t, T> {
+    pub(crate) fn new(
+        tape: &'t Tape<T>,
+        grads: Vec<Option<Var<'t, T>>>,
+        params: Vec<(ParamId, NodeId)>,
+    ) -> Self {
+        GraphGradients {
+            tape,
+            grads,
+            params,
+        }
+    }
+
+    /// The gradient with respect to `var`, as a `Var` on the same tape.
+    pub fn wrt(&self, var: Var<'_, T>) -> Result<Var<'t, T>> {
+        self.tape.check_owns(var, "GraphGradients::wrt")?;
+        self.grads
+            .get(var.id().index())
+            .copied()
+            .flatten()
+            .ok_or(Error::NoGradient {
+                node: var.id().index(),
+            })
+    }
+
+    /// The gradient with respect to a recorded parameter.
+    pub fn param(&self, param: &Param<T>) -> Option<Var<'t, T>> {
+        let node = self.params.iter().find(|(p, _)| *p == param.id())?.1;
+        self.grads.get(node.index()).copied().flatten()
+    }
+}

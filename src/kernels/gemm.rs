@@ -1,0 +1,119 @@
+//! Safe wrapper around the `gemm` crate's matrix multiply.
+//!
+//! `gemm` takes raw pointers and element strides, which lets a transposed operand be read in place: the
+//! transpose of a row-major `[r, c]` matrix is the same buffer read with row stride 1 and column
+//! stride `c`. Every length and stride is checked here, before the one `unsafe` call.
+#![allow(unsafe_code)]
+
+use gemm::Parallelism;
+
+use crate::element::Float;
+
+/// A read-only strided view of a matrix.
+#[derive(Clone, Copy)]
+pub(crate) struct MatRef<'a, T> {
+    pub data: &'a [T],
+    pub rows: usize,
+    pub cols: usize,
+    pub row_stride: usize,
+    pub col_stride: usize,
+}
+
+impl<'a, T> MatRef<'a, T> {
+    /// A row-major `[rows, cols]` matrix, or its transpose (`transposed`), viewed without copying.
+    pub fn row_major(data: &'a [T], rows: usize, cols: usize, transposed: bool) -> Self {
+        if transposed {
+            MatRef {
+                data,
+                rows: cols,
+                cols: rows,
+                row_stride: 1,
+                col_stride: cols,
+            }
+        } else {
+            MatRef {
+                data,
+                rows,
+                cols,
+                row_stride: cols,
+                col_stride: 1,
+            }
+        }
+    }
+
+    /// Whether every (row, col) index of the view falls inside `data`.
+    fn in_bounds(&self) -> bool {
+        if self.rows == 0 || self.cols == 0 {
+            return true;
+        }
+        let last = (self.rows - 1)
+            .checked_mul(self.row_stride)
+            .and_then(|r| (self.cols - 1).checked_mul(self.col_stride).map(|c| (r, c)))
+            .and_then(|(r, c)| r.checked_add(c));
+        matches!(last, Some(l) if l < self.data.len() && l <= isize::MAX as usize)
+    }
+}
+
+/// Products smaller than this many multiply-adds run on one thread: below it, waking a pool costs
+/// more than it saves.
+const PARALLEL_MIN_FLOPS: usize = 1 << 21;
+
+/// `dst = lhs · rhs` (or `dst += lhs · rhs` when `accumulate`), with `dst` row-major `[m, n]`.
+///
+/// Panics (an internal invariant, not user input: every caller has already checked shapes) if the
+/// views do not fit the buffers.
+pub(crate) fn matmul_into<T: Float>(
+    dst: &mut [T],
+    lhs: MatRef<'_, T>,
+    rhs: MatRef<'_, T>,
+    accumulate: bool,
+) {
+    let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
+    assert!(
+        rhs.rows == k && dst.len() == m * n && lhs.in_bounds() && rhs.in_bounds(),
+        "gemm wrapper: views do not fit their buffers"
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            dst.fill(T::ZERO);
+        }
+        return;
+    }
+    let threads = crate::threads::num_threads();
+    let parallelism = if threads > 1 && m.saturating_mul(n).saturating_mul(k) >= PARALLEL_MIN_FLOPS
+    {
+        Parallelism::Rayon(threads)
+    } else {
+        Parallelism::None
+    };
+    // SAFETY: `in_bounds` proved that every element the views address lies inside `lhs.data` and
+    // `rhs.data`, and all offsets fit in isize; `dst` is exactly m*n elements, written row-major with
+    // row stride n and column stride 1; `dst` is a unique borrow, so it cannot alias the inputs;
+    // `T` is f32 or f64 (the sealed `Float` trait), the types gemm supports.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            lhs.data.as_ptr(),
+            lhs.col_stride as isize,
+            lhs.row_stride as isize,
+            rhs.data.as_ptr(),
+            rhs.col_stride as isize,
+            rhs.row_stride as isize,
+            T::ONE,
+            T::ONE,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}

@@ -1,0 +1,3 @@
+//! Low-level kernels. `gemm` is the only module of the crate that uses `unsafe`.
+
+pub(crate) mod gemm;

@@ -1,0 +1,291 @@
+//! The lesson's model, by hand and on the tape.
+//!
+//! A 2-layer MLP, Linear → ReLU → Dropout(p) → Linear, trained with softmax cross-entropy and plain
+//! SGD. [`manual_step`] computes every gradient with formulas derived on paper; [`tape_step`]
+//! records the same forward pass on a [`Tape`] and lets backward find them. Given the same weights
+//! and a generator in the same state, both draw the same dropout mask, so their gradients agree to
+//! rounding. The demo `examples/seed_dropout.rs` and the test `tests/manual_vs_tape.rs` run them side
+//! by side.
+//!
+//! Shapes: X [N, d], W1 [d, H], b1 [H], W2 [H, K], b2 [K], labels y ∈ {0..K}ᴺ.
+//!
+//! ```
+//! use rand::SeedableRng;
+//! use rand_pcg::Pcg64;
+//! use tapegrad::lesson::{LessonConfig, manual_step, tape_step};
+//!
+//! let config = LessonConfig { n: 16, ..LessonConfig::default() };
+//! let (data, weights) = config.generate::<f64>()?;
+//! let manual = manual_step(&data, &weights, 0.5, &mut Pcg64::seed_from_u64(7))?;
+//! let taped = tape_step(&data, &weights, 0.5, &mut Pcg64::seed_from_u64(7))?;
+//! assert!(manual.grads.max_abs_diff(&taped.grads)? < 1e-12);
+//! # Ok::<(), tapegrad::Error>(())
+//! ```
+
+use rand::{Rng, RngExt, SeedableRng};
+use rand_pcg::Pcg64;
+
+use crate::bitmask::BitMask;
+use crate::element::Float;
+use crate::error::Result;
+use crate::ops::dropout_scale;
+use crate::tape::Tape;
+use crate::tensor::Tensor;
+
+/// The lesson's setting.
+#[derive(Clone, Debug)]
+pub struct LessonConfig {
+    /// Batch size N.
+    pub n: usize,
+    /// Input features d.
+    pub d: usize,
+    /// Hidden units H.
+    pub h: usize,
+    /// Classes K.
+    pub k: usize,
+    /// Scale of the initial weights (drawn N(0, 1) and multiplied by this).
+    pub weight_scale: f64,
+    /// Seed of the data and weights.
+    pub seed: u64,
+}
+
+impl Default for LessonConfig {
+    /// N = 128, d = 20, H = 64, K = 5, weights scaled by 0.02, seed 0.
+    fn default() -> Self {
+        LessonConfig {
+            n: 128,
+            d: 20,
+            h: 64,
+            k: 5,
+            weight_scale: 0.02,
+            seed: 0,
+        }
+    }
+}
+
+/// Inputs and labels.
+#[derive(Clone, Debug)]
+pub struct LessonData<T: Float> {
+    /// Inputs X, [N, d], drawn N(0, 1).
+    pub x: Tensor<T>,
+    /// Labels, drawn uniformly from 0..K.
+    pub labels: Vec<usize>,
+}
+
+/// The four parameters (or their gradients, which have the same shapes).
+#[derive(Clone, Debug, PartialEq)]
+pub struct MlpWeights<T: Float> {
+    /// First layer weight, [d, H].
+    pub w1: Tensor<T>,
+    /// First layer bias, [H].
+    pub b1: Tensor<T>,
+    /// Second layer weight, [H, K].
+    pub w2: Tensor<T>,
+    /// Second layer bias, [K].
+    pub b2: Tensor<T>,
+}
+
+impl<T: Float> MlpWeights<T> {
+    /// The four tensors in order w1, b1, w2, b2.
+    pub fn tensors(&self) -> [&Tensor<T>; 4] {
+        [&self.w1, &self.b1, &self.w2, &self.b2]
+    }
+
+    /// Largest absolute difference between corresponding entries.
+    pub fn max_abs_diff(&self, other: &Self) -> Result<T> {
+        let mut worst = T::ZERO;
+        for (a, b) in self.tensors().into_iter().zip(other.tensors()) {
+            let d = a.max_abs_diff(b)?;
+            if d > worst || d.is_nan() {
+                worst = d;
+            }
+        }
+        Ok(worst)
+    }
+
+    /// Plain SGD: θ ← θ − lr·∇θ for each of the four tensors.
+    pub fn sgd_step(&mut self, grads: &Self, lr: T) {
+        let pairs = [
+            (&mut self.w1, &grads.w1),
+            (&mut self.b1, &grads.b1),
+            (&mut self.w2, &grads.w2),
+            (&mut self.b2, &grads.b2),
+        ];
+        for (param, grad) in pairs {
+            for (p, &g) in param.data_mut().iter_mut().zip(grad.data()) {
+                *p -= lr * g;
+            }
+        }
+    }
+}
+
+impl LessonConfig {
+    /// Draws the data and initial weights from `seed`: X ~ N(0, 1), labels uniform, W1 and W2
+    /// ~ N(0, 1)·weight_scale, zero biases.
+    pub fn generate<T: Float>(&self) -> Result<(LessonData<T>, MlpWeights<T>)> {
+        let mut rng = Pcg64::seed_from_u64(self.seed);
+        let x = Tensor::normal(&[self.n, self.d], T::ZERO, T::ONE, &mut rng)?;
+        let labels = (0..self.n).map(|_| rng.random_range(0..self.k)).collect();
+        let scale = T::from_f64(self.weight_scale);
+        let w1 = Tensor::normal(&[self.d, self.h], T::ZERO, scale, &mut rng)?;
+        let w2 = Tensor::normal(&[self.h, self.k], T::ZERO, scale, &mut rng)?;
+        let weights = MlpWeights {
+            w1,
+            b1: Tensor::zeros(&[self.h])?,
+            w2,
+            b2: Tensor::zeros(&[self.k])?,
+        };
+        Ok((LessonData { x, labels }, weights))
+    }
+}
+
+/// What one training step reports.
+#[derive(Clone, Debug)]
+pub struct StepResult<T: Float> {
+    /// Mean cross-entropy of the batch.
+    pub loss: T,
+    /// Fraction of rows whose largest logit is the label (with dropout active).
+    pub accuracy: f64,
+    /// ∂loss/∂ each parameter.
+    pub grads: MlpWeights<T>,
+}
+
+/// Fraction of rows of `logits` whose arg-max is the label.
+pub fn accuracy<T: Float>(logits: &Tensor<T>, labels: &[usize]) -> f64 {
+    let k = logits.dims().last().copied().unwrap_or(1).max(1);
+    let correct = logits
+        .data()
+        .chunks(k)
+        .zip(labels)
+        .filter(|(row, label)| {
+            let best = (0..row.len()).fold(0, |b, j| if row[j] > row[b] { j } else { b });
+            best == **label
+        })
+        .count();
+    correct as f64 / labels.len().max(1) as f64
+}
+
+/// One step with every gradient derived by hand.
+///
+/// Forward, with s = 1/(1 − p) and m the dropout mask:
+/// Z1 = X·W1 + b1, H1 = relu(Z1), H1d = m ⊙ H1 · s, S = H1d·W2 + b2,
+/// P = softmax(S), loss = −(1/N) Σᵢ log P[i, yᵢ].
+///
+/// Backward, with Y the one-hot labels:
+/// dS = (P − Y)/N, dW2 = H1dᵀ·dS, db2 = Σ_rows dS, dH1 = m ⊙ (dS·W2ᵀ) · s,
+/// dZ1 = dH1 ⊙ [Z1 > 0], dW1 = Xᵀ·dZ1, db1 = Σ_rows dZ1.
+pub fn manual_step<T: Float, R: Rng + ?Sized>(
+    data: &LessonData<T>,
+    weights: &MlpWeights<T>,
+    p: f64,
+    rng: &mut R,
+) -> Result<StepResult<T>> {
+    let n = data.labels.len();
+    let inv_n = T::ONE / T::from_f64(n as f64);
+    let scale = T::from_f64(dropout_scale(p));
+
+    // Forward.
+    let z1 = data
+        .x
+        .matmul(&weights.w1)?
+        .zip_map(&weights.b1, "add", |a, b| a + b)?;
+    let h1 = z1.map(|v| if v < T::ZERO { T::ZERO } else { v });
+    let mask = BitMask::dropout(h1.numel(), p, rng)?;
+    let keep = |i: usize, v: T| if mask.get(i) { v * scale } else { T::ZERO };
+    let h1d = Tensor::from_shape_vec(
+        h1.data()
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| keep(i, v))
+            .collect(),
+        h1.shape().clone(),
+    )?;
+    let s = h1d
+        .matmul(&weights.w2)?
+        .zip_map(&weights.b2, "add", |a, b| a + b)?;
+    let k = weights.b2.numel();
+    let mut log_p = s.clone();
+    for row in log_p.data_mut().chunks_mut(k) {
+        let max = row.iter().copied().fold(T::NEG_INFINITY, T::max);
+        let log_norm = max + row.iter().map(|&v| (v - max).exp()).sum::<T>().ln();
+        row.iter_mut().for_each(|v| *v -= log_norm);
+    }
+    let loss = -data
+        .labels
+        .iter()
+        .enumerate()
+        .map(|(i, &y)| log_p.data()[i * k + y])
+        .sum::<T>()
+        * inv_n;
+
+    // Backward: dS = (P − Y)/N.
+    let mut ds = log_p.map(|v| v.exp() * inv_n);
+    for (i, &y) in data.labels.iter().enumerate() {
+        ds.data_mut()[i * k + y] -= inv_n;
+    }
+    let dw2 = h1d.t_matmul(&ds)?;
+    let db2 = ds.sum_axis(0, false)?;
+    let dh1d = ds.matmul_t(&weights.w2)?;
+    // Dropout's backward: the same mask, the same scale.
+    let dz1_data = dh1d
+        .data()
+        .iter()
+        .zip(z1.data())
+        .enumerate()
+        .map(|(i, (&g, &z))| if z > T::ZERO { keep(i, g) } else { T::ZERO })
+        .collect();
+    let dz1 = Tensor::from_shape_vec(dz1_data, z1.shape().clone())?;
+    let dw1 = data.x.t_matmul(&dz1)?;
+    let db1 = dz1.sum_axis(0, false)?;
+
+    Ok(StepResult {
+        loss,
+        accuracy: accuracy(&s, &data.labels),
+        grads: MlpWeights {
+            w1: dw1,
+            b1: db1,
+            w2: dw2,
+            b2: db2,
+        },
+    })
+}
+
+/// The same step recorded on a tape; backward finds the gradients.
+pub fn tape_step<T: Float, R: Rng + ?Sized>(
+    data: &LessonData<T>,
+    weights: &MlpWeights<T>,
+    p: f64,
+    rng: &mut R,
+) -> Result<StepResult<T>> {
+    let tape = Tape::new();
+    let x = tape.constant(data.x.clone());
+    let [w1, b1, w2, b2] = weights.tensors().map(|w| tape.leaf(w.clone()));
+    let hidden = x.matmul(w1)?.add(b1)?.relu()?.dropout(p, rng)?;
+    let logits = hidden.matmul(w2)?.add(b2)?;
+    let loss = logits.cross_entropy(&data.labels)?;
+    let grads = loss.backward()?;
+    Ok(StepResult {
+        loss: loss.value().item()?,
+        accuracy: accuracy(&logits.value(), &data.labels),
+        grads: MlpWeights {
+            w1: grads.wrt(w1)?.clone(),
+            b1: grads.wrt(b1)?.clone(),
+            w2: grads.wrt(w2)?.clone(),
+            b2: grads.wrt(b2)?.clone(),
+        },
+    })
+}
+
+/// Accuracy with dropout off (eval mode: the identity, no random numbers drawn).
+pub fn eval_accuracy<T: Float>(data: &LessonData<T>, weights: &MlpWeights<T>) -> Result<f64> {
+    let tape = Tape::no_grad();
+    let [w1, b1, w2, b2] = weights.tensors().map(|w| tape.constant(w.clone()));
+    let logits = tape
+        .constant(data.x.clone())
+        .matmul(w1)?
+        .add(b1)?
+        .relu()?
+        .matmul(w2)?
+        .add(b2)?;
+    Ok(accuracy(&logits.value(), &data.labels))
+}

@@ -1,0 +1,163 @@
+//! Negative log-likelihood, and cross-entropy = NLL ∘ log-softmax.
+//!
+//! For log-probabilities Z of shape [N, C] and labels t, with PyTorch's default mean reduction:
+//!
+//! L = −(1/N) Σᵢ Z[i, tᵢ]
+//!
+//! Each row contributes through one entry only, so ∂L/∂Z[i, k] = −[k = tᵢ] / N, times the incoming
+//! scalar g. The saved state is the labels (as indices). Chained after log-softmax, the two backward
+//! rules compose to the familiar softmax cross-entropy gradient: with Y the one-hot labels,
+//! dZ = −Y/N, and log-softmax's rule gives dX = dZ − softmax(X) ⊙ Σ_row dZ = (softmax(X) − Y)/N,
+//! since each row of dZ sums to −1/N.
+
+use smallvec::smallvec;
+
+use super::{Backward, BackwardCx, GraphCx, InputGrads, InputVars};
+use crate::element::Float;
+use crate::error::{Error, Result};
+use crate::tape::Var;
+use crate::tensor::Tensor;
+
+/// A class label: any integer type. Negative labels are rejected with an error naming them.
+pub trait Label: Copy {
+    /// The label as an `i64` (for error messages).
+    fn as_i64(self) -> i64;
+}
+
+macro_rules! impl_label {
+    ($($t:ty),*) => {$(
+        impl Label for $t {
+            #[inline]
+            fn as_i64(self) -> i64 {
+                // Labels beyond i64::MAX cannot be valid class indices; saturate so they fail the range check.
+                i64::try_from(self).unwrap_or(i64::MAX)
+            }
+        }
+    )*};
+}
+impl_label!(u8, u16, u32, u64, usize, i8, i16, i32, i64, isize);
+
+/// Checks labels against a `[N, C]` input and returns them as indices.
+fn validate_labels<T: Float, L: Label>(
+    op: &'static str,
+    x: &Tensor<T>,
+    labels: &[L],
+) -> Result<(usize, usize, Vec<usize>)> {
+    let &[batch, classes] = x.dims() else {
+        return Err(Error::BadRank {
+            op,
+            expected: "log-probabilities of shape [N, C]",
+            shape: x.shape().clone(),
+        });
+    };
+    if labels.len() != batch {
+        return Err(Error::LabelCount {
+            op,
+            labels: labels.len(),
+            batch,
+        });
+    }
+    if batch == 0 {
+        return Err(Error::EmptyBatch {
+            op,
+            shape: x.shape().clone(),
+        });
+    }
+    let indices = labels
+        .iter()
+        .enumerate()
+        .map(|(position, &label)| {
+            let label = label.as_i64();
+            usize::try_from(label)
+                .ok()
+                .filter(|&l| l < classes)
+                .ok_or(Error::LabelOutOfRange {
+                    op,
+                    position,
+                    label,
+                    classes,
+                })
+        })
+        .collect::<Result<Vec<usize>>>()?;
+    Ok((batch, classes, indices))
+}
+
+impl<'t, T: Float> Var<'t, T> {
+    /// Mean negative log-likelihood of `labels` under log-probabilities `self` of shape [N, C].
+    /// ∂/∂Z[i, k] = −g·[k = tᵢ]/N.
+    ///
+    /// Errors: not 2-D, label count ≠ N, N = 0, a label negative or ≥ C.
+    ///
+    /// PyTorch equivalent: `F.nll_loss(z, t)`.
+    pub fn nll<L: Label>(self, labels: &[L]) -> Result<Var<'t, T>> {
+        let z = self.value();
+        let (batch, classes, labels) = validate_labels("nll", &z, labels)?;
+        let total: T = labels
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| z.data()[i * classes + t])
+            .sum();
+        let value = Tensor::scalar(-total / T::from_f64(batch as f64));
+        Ok(self
+            .tape
+            .record("nll", value, &[self], || NllBackward { labels, classes }))
+    }
+
+    /// Softmax cross-entropy of logits `self` ([N, C]) and class `labels`, recorded as
+    /// `log_softmax` followed by `nll`. ∂/∂X = g·(softmax(X) − onehot(t))/N.
+    ///
+    /// PyTorch equivalent: `F.cross_entropy(x, t)`.
+    ///
+    /// ```
+    /// use tapegrad::{Tape, Tensor};
+    /// let tape = Tape::new();
+    /// let x = tape.leaf(Tensor::<f64>::zeros(&[2, 4])?);
+    /// let loss = x.cross_entropy(&[0, 3])?;
+    /// assert!((loss.value().item()? - 4f64.ln()).abs() < 1e-12); // uniform over 4 classes
+    /// let g = loss.backward()?;
+    /// assert_eq!(g.wrt(x)?.data()[..4], [-0.375, 0.125, 0.125, 0.125]); // (1/4 − 1)/2, (1/4)/2
+    /// # Ok::<(), tapegrad::Error>(())
+    /// ```
+    pub fn cross_entropy<L: Label>(self, labels: &[L]) -> Result<Var<'t, T>> {
+        // Validate against the logits first, so the error names the loss the caller called.
+        validate_labels("cross_entropy", &self.value(), labels)?;
+        self.log_softmax()?.nll(labels)
+    }
+}
+
+/// Saves the label of every row (as indices) and the number of classes.
+#[derive(Debug)]
+struct NllBackward {
+    labels: Vec<usize>,
+    classes: usize,
+}
+
+impl NllBackward {
+    /// −[k = tᵢ]/N, the gradient for an incoming g of 1.
+    fn unit_grad<T: Float>(&self) -> Result<Tensor<T>> {
+        let n = self.labels.len();
+        let mut data = vec![T::ZERO; n * self.classes];
+        let weight = -T::ONE / T::from_f64(n as f64);
+        for (i, &t) in self.labels.iter().enumerate() {
+            data[i * self.classes + t] = weight;
+        }
+        Tensor::from_vec(data, &[n, self.classes])
+    }
+}
+
+impl<T: Float> Backward<T> for NllBackward {
+    fn backward(&self, _cx: &BackwardCx<'_, T>, g: &Tensor<T>) -> Result<InputGrads<T>> {
+        let g = g.item()?;
+        Ok(smallvec![Some(self.unit_grad::<T>()?.map(|v| v * g))])
+    }
+
+    /// g (a scalar Var) times a constant: linear in g, and Z does not appear.
+    fn backward_graph<'t>(&self, cx: &GraphCx<'t, T>, g: Var<'t, T>) -> Result<InputVars<'t, T>> {
+        let unit = cx.tape().constant(self.unit_grad()?);
+        Ok(smallvec![Some(g.mul(unit)?)])
+    }
+
+    fn saved_bytes(&self) -> usize {
+        self.labels.len() * std::mem::size_of::<usize>() + std::mem::size_of::<usize>()
+    }
+}

@@ -1,0 +1,493 @@
+//! The tape: an append-only record of a forward pass, walked in reverse to get gradients.
+//!
+//! Every op appends one node holding its output value, the ids of its inputs, and (when a gradient
+//! is wanted) the op's backward rule with the state it saved. Because a node can only be appended
+//! after its inputs exist, the order of the nodes is already a topological order: walking them from
+//! the last to the first visits every node after all the nodes that consumed it. No graph search,
+//! no recursion, no stack to overflow on a deep network.
+
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use smallvec::SmallVec;
+
+use crate::element::Float;
+use crate::error::{Error, Result};
+use crate::grads::{Gradients, GraphGradients};
+use crate::ops::{Backward, BackwardCx, GraphCx};
+use crate::param::{Param, ParamId};
+use crate::shape::Shape;
+use crate::tensor::Tensor;
+
+static NEXT_TAPE_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Index of a node on its tape.
+#[derive(Copy, Clone, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+pub struct NodeId(pub(crate) u32);
+
+impl NodeId {
+    /// The position of the node on the tape (0 = first recorded).
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// What kind of value a node holds.
+#[derive(Copy, Clone, PartialEq, Eq, Debug)]
+pub enum NodeKind {
+    /// Data that needs no gradient (inputs, labels).
+    Constant,
+    /// A free value that requires a gradient.
+    Leaf,
+    /// A recorded [`Param`].
+    Param(ParamId),
+    /// The output of an op.
+    Op,
+}
+
+pub(crate) struct Node<T: Float> {
+    pub(crate) value: Arc<Tensor<T>>,
+    pub(crate) inputs: SmallVec<[NodeId; 2]>,
+    pub(crate) name: &'static str,
+    /// The op's backward rule and saved state; `None` for leaves, for ops that need no gradient,
+    /// and after a backward pass released it.
+    pub(crate) op: Option<Arc<dyn Backward<T>>>,
+    pub(crate) requires_grad: bool,
+    pub(crate) kind: NodeKind,
+}
+
+/// An append-only record of one forward pass. Make one per training step.
+///
+/// ```
+/// use tapegrad::{Tape, Tensor};
+/// let tape = Tape::new();
+/// let x = tape.leaf(Tensor::from_vec(vec![1.0f64, -2.0, 3.0], &[3])?);
+/// let y = x.mul(x)?.sum()?;                      // y = Σ x²
+/// let grads = y.backward()?;
+/// assert_eq!(grads.wrt(x)?.data(), &[2.0, -4.0, 6.0]); // dy/dx = 2x
+/// # Ok::<(), tapegrad::Error>(())
+/// ```
+pub struct Tape<T: Float> {
+    id: u64,
+    pub(crate) nodes: RefCell<Vec<Node<T>>>,
+    params: RefCell<Vec<(ParamId, NodeId)>>,
+    grad_enabled: bool,
+    released: Cell<bool>,
+}
+
+impl<T: Float> Default for Tape<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T: Float> Tape<T> {
+    /// An empty tape that records what backward needs.
+    pub fn new() -> Self {
+        Self::with_grad(true)
+    }
+
+    /// A tape for inference: values are computed as usual but no op saves state for backward, so
+    /// nothing requires a gradient (PyTorch's `torch.no_grad()`).
+    pub fn no_grad() -> Self {
+        Self::with_grad(false)
+    }
+
+    fn with_grad(grad_enabled: bool) -> Self {
+        Tape {
+            id: NEXT_TAPE_ID.fetch_add(1, Ordering::Relaxed),
+            nodes: RefCell::new(Vec::new()),
+            params: RefCell::new(Vec::new()),
+            grad_enabled,
+            released: Cell::new(false),
+        }
+    }
+
+    /// Whether this tape records backward rules (false for [`Tape::no_grad`]).
+    pub fn grad_enabled(&self) -> bool {
+        self.grad_enabled
+    }
+
+    /// Number of nodes recorded.
+    pub fn len(&self) -> usize {
+        self.nodes.borrow().len()
+    }
+
+    /// Whether nothing has been recorded.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Forgets every node so the tape can record a new pass. Takes `&mut self`, so no `Var` of the
+    /// old pass can still be alive.
+    pub fn reset(&mut self) {
+        self.nodes.get_mut().clear();
+        self.params.get_mut().clear();
+        self.released.set(false);
+        self.id = NEXT_TAPE_ID.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records data that needs no gradient.
+    pub fn constant(&self, value: Tensor<T>) -> Var<'_, T> {
+        self.push_leaf(Arc::new(value), NodeKind::Constant, false)
+    }
+
+    /// Records a value that requires a gradient (on a [`Tape::no_grad`] tape, it requires none).
+    pub fn leaf(&self, value: Tensor<T>) -> Var<'_, T> {
+        self.push_leaf(Arc::new(value), NodeKind::Leaf, self.grad_enabled)
+    }
+
+    /// Records a parameter as a leaf that requires a gradient, sharing its data (no copy).
+    /// Recording the same parameter twice returns the same node, so its gradients accumulate.
+    pub fn param(&self, param: &Param<T>) -> Var<'_, T> {
+        if let Some(&(_, id)) = self.params.borrow().iter().find(|(p, _)| *p == param.id()) {
+            return Var { id, tape: self };
+        }
+        let var = self.push_leaf(
+            param.shared_value(),
+            NodeKind::Param(param.id()),
+            self.grad_enabled,
+        );
+        self.params.borrow_mut().push((param.id(), var.id));
+        var
+    }
+
+    fn push_leaf(&self, value: Arc<Tensor<T>>, kind: NodeKind, requires_grad: bool) -> Var<'_, T> {
+        self.push(Node {
+            value,
+            inputs: SmallVec::new(),
+            name: match kind {
+                NodeKind::Constant => "constant",
+                NodeKind::Leaf => "leaf",
+                NodeKind::Param(_) => "param",
+                NodeKind::Op => "op",
+            },
+            op: None,
+            requires_grad,
+            kind,
+        })
+    }
+
+    fn push(&self, node: Node<T>) -> Var<'_, T> {
+        let mut nodes = self.nodes.borrow_mut();
+        // A tape of 2³² nodes would hold at least 2³² tensors; memory runs out long before.
+        let id = NodeId(u32::try_from(nodes.len()).expect("a tape holds fewer than 2^32 nodes"));
+        nodes.push(node);
+        Var { id, tape: self }
+    }
+
+    /// Records the output of an op. The backward rule is built (and its state saved) only when some
+    /// input requires a gradient.
+    pub(crate) fn record<B: Backward<T>>(
+        &self,
+        name: &'static str,
+        value: Tensor<T>,
+        inputs: &[Var<'_, T>],
+        make_backward: impl FnOnce() -> B,
+    ) -> Var<'_, T> {
+        let requires_grad = self.grad_enabled && inputs.iter().any(|v| v.requires_grad());
+        let op: Option<Arc<dyn Backward<T>>> = if requires_grad {
+            Some(Arc::new(make_backward()))
+        } else {
+            None
+        };
+        self.push(Node {
+            value: Arc::new(value),
+            inputs: inputs.iter().map(|v| v.id).collect(),
+            name,
+            op,
+            requires_grad,
+            kind: NodeKind::Op,
+        })
+    }
+
+    /// Records the output of a user-defined op with its backward rule: the way to extend the
+    /// engine without touching it (see `docs/custom-op.md`). Fails if an input is from another tape.
+    pub fn push_op<B: Backward<T>>(
+        &self,
+        name: &'static str,
+        value: Tensor<T>,
+        inputs: &[Var<'_, T>],
+        backward: B,
+    ) -> Result<Var<'_, T>> {
+        for v in inputs {
+            self.check_owns(*v, name)?;
+        }
+        Ok(self.record(name, value, inputs, || backward))
+    }
+
+    pub(crate) fn check_owns(&self, var: Var<'_, T>, op: &'static str) -> Result<()> {
+        if var.tape.id == self.id {
+            Ok(())
+        } else {
+            Err(Error::ForeignVar { op })
+        }
+    }
+
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub(crate) fn value(&self, id: NodeId) -> Arc<Tensor<T>> {
+        Arc::clone(&self.nodes.borrow()[id.index()].value)
+    }
+
+    fn requires_grad(&self, id: NodeId) -> bool {
+        self.nodes.borrow()[id.index()].requires_grad
+    }
+
+    /// The reverse walk of a first-order backward pass, on plain tensors.
+    fn run_backward(
+        &self,
+        root: NodeId,
+        seed: Tensor<T>,
+        retain_graph: bool,
+    ) -> Result<Gradients<T>> {
+        if self.released.get() {
+            return Err(Error::BackwardTwice);
+        }
+        let nodes = self.nodes.borrow();
+        if !nodes[root.index()].requires_grad {
+            return Err(Error::NoGradRequired);
+        }
+        let mut grads: Vec<Option<Tensor<T>>> = (0..=root.index()).map(|_| None).collect();
+        grads[root.index()] = Some(seed);
+        for id in (0..=root.index()).rev() {
+            let node = &nodes[id];
+            let (Some(op), Some(grad)) = (&node.op, &grads[id]) else {
+                continue;
+            };
+            let cx = BackwardCx {
+                nodes: &nodes,
+                inputs: &node.inputs,
+                output: NodeId(id as u32),
+            };
+            let input_grads = op.backward(&cx, grad)?;
+            for (&input, grad) in node.inputs.iter().zip(input_grads) {
+                let Some(grad) = grad else { continue };
+                let target = &nodes[input.index()];
+                if !target.requires_grad {
+                    continue;
+                }
+                check_grad_shape(node.name, &target.value, &grad)?;
+                // Accumulate, never assign: a value used twice gets both contributions.
+                match &mut grads[input.index()] {
+                    Some(sum) => sum.add_assign_same_shape(&grad),
+                    slot @ None => *slot = Some(grad),
+                }
+            }
+        }
+        drop(nodes);
+        if !retain_graph {
+            for node in self.nodes.borrow_mut().iter_mut() {
+                node.op = None;
+            }
+            self.released.set(true);
+        }
+        Ok(Gradients::new(self.id, grads, self.params.borrow().clone()))
+    }
+
+    /// The reverse walk with every backward rule itself recorded on this tape, so that the
+    /// gradients are `Var`s that can be differentiated again.
+    fn run_backward_graph<'t>(
+        &'t self,
+        root: NodeId,
+        seed: Var<'t, T>,
+    ) -> Result<GraphGradients<'t, T>> {
+        if self.released.get() {
+            return Err(Error::BackwardTwice);
+        }
+        if !self.requires_grad(root) {
+            return Err(Error::NoGradRequired);
+        }
+        let mut grads: Vec<Option<Var<'t, T>>> = vec![None; root.index() + 1];
+        grads[root.index()] = Some(seed);
+        for id in (0..=root.index()).rev() {
+            let Some(grad) = grads[id] else { continue };
+            // Clone the rule out of the borrow: running it appends nodes to this very tape.
+            let (op, name, inputs, needs) = {
+                let nodes = self.nodes.borrow();
+                let node = &nodes[id];
+                let Some(op) = node.op.clone() else { continue };
+                let needs: SmallVec<[bool; 2]> = node
+                    .inputs
+                    .iter()
+                    .map(|i| nodes[i.index()].requires_grad)
+                    .collect();
+                (op, node.name, node.inputs.clone(), needs)
+            };
+            let cx = GraphCx {
+                tape: self,
+                inputs: inputs.clone(),
+                output: NodeId(id as u32),
+                needs,
+            };
+            let input_grads = op.backward_graph(&cx, grad)?;
+            for (input, grad) in inputs.iter().zip(input_grads) {
+                let Some(grad) = grad else { continue };
+                if !self.requires_grad(*input) {
+                    continue;
+                }
+                check_grad_shape(name, &self.value(*input), &grad.value())?;
+                grads[input.index()] = Some(match grads[input.index()] {
+                    Some(sum) => sum.add(grad)?,
+                    None => grad,
+                });
+            }
+        }
+        Ok(GraphGradients::new(
+            self,
+            grads,
+            self.params.borrow().clone(),
+        ))
+    }
+}
+
+fn check_grad_shape<T: Float>(op: &'static str, input: &Tensor<T>, grad: &Tensor<T>) -> Result<()> {
+    if input.shape() == grad.shape() {
+        Ok(())
+    } else {
+        Err(Error::ShapeMismatch {
+            op,
+            lhs: input.shape().clone(),
+            rhs: grad.shape().clone(),
+        })
+    }
+}
+
+impl<T: Float> fmt::Debug for Tape<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Tape<{}>({} nodes)", T::DTYPE, self.len())
+    }
+}
+
+/// Options of a backward pass.
+#[derive(Clone, Debug, Default)]
+pub struct BackwardOptions<T: Float> {
+    /// The gradient of the final value with respect to itself; required when that value has more
+    /// than one element, 1 by default for a scalar.
+    pub seed: Option<Tensor<T>>,
+    /// Keep the saved state so the tape can be walked backward again (PyTorch's `retain_graph`).
+    pub retain_graph: bool,
+}
+
+/// A handle to a value on a tape: cheap to copy, tied to the tape by its lifetime.
+///
+/// Every op is a method on `Var` that records a node and returns the new `Var`.
+#[derive(Copy, Clone)]
+pub struct Var<'t, T: Float> {
+    pub(crate) id: NodeId,
+    pub(crate) tape: &'t Tape<T>,
+}
+
+impl<'t, T: Float> Var<'t, T> {
+    /// The node's id on its tape.
+    pub fn id(self) -> NodeId {
+        self.id
+    }
+
+    /// The tape it lives on.
+    pub fn tape(self) -> &'t Tape<T> {
+        self.tape
+    }
+
+    /// Its value (shared, not copied).
+    pub fn value(self) -> Arc<Tensor<T>> {
+        self.tape.value(self.id)
+    }
+
+    /// Its shape.
+    pub fn shape(self) -> Shape {
+        self.tape.nodes.borrow()[self.id.index()]
+            .value
+            .shape()
+            .clone()
+    }
+
+    /// What kind of node it is: constant, leaf, parameter or op output.
+    pub fn kind(self) -> NodeKind {
+        self.tape.nodes.borrow()[self.id.index()].kind
+    }
+
+    /// Whether a gradient flows to it.
+    pub fn requires_grad(self) -> bool {
+        self.tape.requires_grad(self.id)
+    }
+
+    /// Fails with [`Error::ForeignVar`] unless `other` is on the same tape.
+    pub(crate) fn same_tape(self, other: Var<'_, T>, op: &'static str) -> Result<()> {
+        self.tape.check_owns(other, op)
+    }
+
+    /// Walks the tape backward from this scalar and returns the gradient of every value that
+    /// requires one. The saved state is released afterwards; see [`Var::backward_with`].
+    pub fn backward(self) -> Result<Gradients<T>> {
+        self.backward_with(BackwardOptions::default())
+    }
+
+    /// [`Var::backward`] with a seed gradient (for a non-scalar value) or `retain_graph`.
+    pub fn backward_with(self, options: BackwardOptions<T>) -> Result<Gradients<T>> {
+        let value = self.value();
+        let seed = self.seed_tensor(&value, options.seed)?;
+        self.tape.run_backward(self.id, seed, options.retain_graph)
+    }
+
+    fn seed_tensor(self, value: &Tensor<T>, seed: Option<Tensor<T>>) -> Result<Tensor<T>> {
+        match seed {
+            Some(seed) if seed.shape() != value.shape() => Err(Error::SeedShape {
+                value: value.shape().clone(),
+                seed: seed.shape().clone(),
+            }),
+            Some(seed) => Ok(seed),
+            None if value.numel() == 1 => Ok(Tensor::full_shape(value.shape().clone(), T::ONE)),
+            None => Err(Error::NonScalarLoss {
+                shape: value.shape().clone(),
+            }),
+        }
+    }
+
+    /// A backward pass that records itself on the tape (PyTorch's `create_graph=True`): the
+    /// gradients are `Var`s, which can be differentiated again for second derivatives. `seed` is the
+    /// gradient of this value (a `Var` that may itself require a gradient); `None` means 1 for a scalar.
+    /// The tape keeps its saved state, so it can be walked backward again.
+    ///
+    /// ```
+    /// use tapegrad::{Tape, Tensor};
+    /// let tape = Tape::new();
+    /// let x = tape.leaf(Tensor::from_vec(vec![2.0f64], &[1])?);
+    /// let y = x.mul(x)?.mul(x)?.sum()?;               // y = x³
+    /// let dy = y.backward_graph(None)?.wrt(x)?;       // 3x² as a Var
+    /// let d2y = dy.sum()?.backward()?;                // d(3x²)/dx = 6x
+    /// assert_eq!(d2y.wrt(x)?.data(), &[12.0]);
+    /// # Ok::<(), tapegrad::Error>(())
+    /// ```
+    pub fn backward_graph(self, seed: Option<Var<'t, T>>) -> Result<GraphGradients<'t, T>> {
+        let value = self.value();
+        let seed = match seed {
+            Some(seed) => {
+                self.same_tape(seed, "backward_graph")?;
+                let seed_value = seed.value();
+                self.seed_tensor(&value, Some((*seed_value).clone()))?;
+                seed
+            }
+            None => self.tape.constant(self.seed_tensor(&value, None)?),
+        };
+        self.tape.run_backward_graph(self.id, seed)
+    }
+}
+
+impl<T: Float> fmt::Debug for Var<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let nodes = self.tape.nodes.borrow();
+        let node = &nodes[self.id.index()];
+        write!(
+            f,
+            "Var(#{} {} {})",
+            self.id.0,
+            node.name,
+            node.value.shape()
+        )
+    }
+}

@@ -1,0 +1,532 @@
+//! `Tensor<T>`: a plain row-major n-d array with no autograd, and the kernels the ops are built from.
+
+use std::fmt;
+
+use rand::Rng;
+use smallvec::SmallVec;
+
+use crate::element::Float;
+use crate::error::{Error, Result};
+use crate::kernels::gemm::{MatRef, matmul_into};
+use crate::shape::{Shape, for_each_broadcast};
+
+/// A dense, row-major n-d array of `f32` or `f64`.
+///
+/// Tensors are plain values: arithmetic on them records nothing. To get gradients, put them on a
+/// [`Tape`](crate::Tape).
+///
+/// ```
+/// use tapegrad::Tensor;
+/// let t = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3])?;
+/// assert_eq!(t.dims(), &[2, 3]);
+/// assert_eq!(t.get(&[1, 2])?, 6.0);
+/// assert_eq!(t.to_string(), "tensor([[1.0000, 2.0000, 3.0000],\n        [4.0000, 5.0000, 6.0000]])");
+/// # Ok::<(), tapegrad::Error>(())
+/// ```
+#[derive(Clone, PartialEq)]
+pub struct Tensor<T> {
+    data: Vec<T>,
+    shape: Shape,
+}
+
+impl<T: Float> Tensor<T> {
+    /// A tensor from row-major data and dimensions; fails if the lengths disagree.
+    pub fn from_vec(data: Vec<T>, dims: &[usize]) -> Result<Self> {
+        let shape = Shape::new(dims)?;
+        Self::from_shape_vec(data, shape)
+    }
+
+    /// A tensor from row-major data and a [`Shape`].
+    pub fn from_shape_vec(data: Vec<T>, shape: Shape) -> Result<Self> {
+        if data.len() != shape.numel() {
+            return Err(Error::DataLength {
+                op: "Tensor::from_vec",
+                expected: shape.numel(),
+                got: data.len(),
+                shape,
+            });
+        }
+        Ok(Tensor { data, shape })
+    }
+
+    /// A rank-0 tensor holding one value.
+    pub fn scalar(value: T) -> Self {
+        Tensor {
+            data: vec![value],
+            shape: Shape::scalar(),
+        }
+    }
+
+    /// A tensor with every element equal to `value`.
+    pub fn full(dims: &[usize], value: T) -> Result<Self> {
+        let shape = Shape::new(dims)?;
+        Ok(Self::full_shape(shape, value))
+    }
+
+    pub(crate) fn full_shape(shape: Shape, value: T) -> Self {
+        Tensor {
+            data: vec![value; shape.numel()],
+            shape,
+        }
+    }
+
+    /// All zeros.
+    pub fn zeros(dims: &[usize]) -> Result<Self> {
+        Self::full(dims, T::ZERO)
+    }
+
+    /// All ones.
+    pub fn ones(dims: &[usize]) -> Result<Self> {
+        Self::full(dims, T::ONE)
+    }
+
+    /// Independent draws from the uniform distribution on `[low, high)`.
+    pub fn uniform<R: Rng + ?Sized>(dims: &[usize], low: T, high: T, rng: &mut R) -> Result<Self> {
+        let shape = Shape::new(dims)?;
+        let data = (0..shape.numel())
+            .map(|_| low + (high - low) * T::standard_uniform(rng))
+            .collect();
+        Ok(Tensor { data, shape })
+    }
+
+    /// Independent draws from the normal distribution N(mean, std²).
+    pub fn normal<R: Rng + ?Sized>(dims: &[usize], mean: T, std: T, rng: &mut R) -> Result<Self> {
+        let shape = Shape::new(dims)?;
+        let data = (0..shape.numel())
+            .map(|_| mean + std * T::standard_normal(rng))
+            .collect();
+        Ok(Tensor { data, shape })
+    }
+
+    /// The shape.
+    pub fn shape(&self) -> &Shape {
+        &self.shape
+    }
+
+    /// The dimensions.
+    pub fn dims(&self) -> &[usize] {
+        self.shape.dims()
+    }
+
+    /// Number of elements.
+    pub fn numel(&self) -> usize {
+        self.data.len()
+    }
+
+    /// The elements in row-major order.
+    pub fn data(&self) -> &[T] {
+        &self.data
+    }
+
+    /// The elements in row-major order, mutably.
+    pub fn data_mut(&mut self) -> &mut [T] {
+        &mut self.data
+    }
+
+    /// The elements, consuming the tensor.
+    pub fn into_vec(self) -> Vec<T> {
+        self.data
+    }
+
+    /// The element at a multi-index.
+    pub fn get(&self, index: &[usize]) -> Result<T> {
+        self.offset(index).map(|i| self.data[i])
+    }
+
+    /// Sets the element at a multi-index.
+    pub fn set(&mut self, index: &[usize], value: T) -> Result<()> {
+        let i = self.offset(index)?;
+        self.data[i] = value;
+        Ok(())
+    }
+
+    fn offset(&self, index: &[usize]) -> Result<usize> {
+        let dims = self.dims();
+        if index.len() != dims.len() || index.iter().zip(dims).any(|(i, d)| i >= d) {
+            return Err(Error::IndexOutOfBounds {
+                index: index.to_vec(),
+                shape: self.shape.clone(),
+            });
+        }
+        Ok(index
+            .iter()
+            .zip(self.shape.strides())
+            .map(|(i, s)| i * s)
+            .sum())
+    }
+
+    /// The single value of a one-element tensor (a scalar, `[1]`, `[1, 1]`, …).
+    pub fn item(&self) -> Result<T> {
+        if self.numel() == 1 {
+            Ok(self.data[0])
+        } else {
+            Err(Error::BadRank {
+                op: "item",
+                expected: "a tensor with exactly one element",
+                shape: self.shape.clone(),
+            })
+        }
+    }
+
+    /// The same elements under new dimensions with the same element count.
+    pub fn reshape(&self, dims: &[usize]) -> Result<Self> {
+        let shape = Shape::new(dims)?;
+        if shape.numel() != self.numel() {
+            return Err(Error::Reshape {
+                from: self.shape.clone(),
+                to: dims.to_vec(),
+            });
+        }
+        Ok(Tensor {
+            data: self.data.clone(),
+            shape,
+        })
+    }
+
+    /// Converts every element to another float type.
+    pub fn cast<U: Float>(&self) -> Tensor<U> {
+        Tensor {
+            data: self.data.iter().map(|&x| U::from_f64(x.to_f64())).collect(),
+            shape: self.shape.clone(),
+        }
+    }
+
+    /// Applies `f` to every element.
+    pub fn map(&self, f: impl Fn(T) -> T) -> Self {
+        Tensor {
+            data: self.data.iter().map(|&x| f(x)).collect(),
+            shape: self.shape.clone(),
+        }
+    }
+
+    /// Combines two tensors element by element, broadcasting them to a common shape.
+    ///
+    /// `op` names the operation in the error if the shapes do not broadcast.
+    pub fn zip_map(&self, other: &Self, op: &'static str, f: impl Fn(T, T) -> T) -> Result<Self> {
+        if self.shape == other.shape {
+            let data = self
+                .data
+                .iter()
+                .zip(&other.data)
+                .map(|(&a, &b)| f(a, b))
+                .collect();
+            return Ok(Tensor {
+                data,
+                shape: self.shape.clone(),
+            });
+        }
+        let shape = Shape::broadcast(op, &self.shape, &other.shape)?;
+        let sa = self.shape.broadcast_strides(&shape);
+        let sb = other.shape.broadcast_strides(&shape);
+        let mut data = vec![T::ZERO; shape.numel()];
+        for_each_broadcast(&shape, &sa, &sb, |o, i, j| {
+            data[o] = f(self.data[i], other.data[j])
+        });
+        Ok(Tensor { data, shape })
+    }
+
+    /// Sums a (broadcast) tensor down to `target`, the shape it was broadcast from.
+    ///
+    /// This is the gradient of broadcasting, in one place: every axis along which an operand was
+    /// repeated gets its gradient summed. Fails if `target` does not broadcast to `self`'s shape.
+    ///
+    /// ```
+    /// use tapegrad::{Shape, Tensor};
+    /// let g = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3])?;
+    /// assert_eq!(g.sum_to(&Shape::new(&[3])?)?.data(), &[5.0, 7.0, 9.0]);
+    /// assert_eq!(g.sum_to(&Shape::new(&[2, 1])?)?.data(), &[6.0, 15.0]);
+    /// # Ok::<(), tapegrad::Error>(())
+    /// ```
+    pub fn sum_to(&self, target: &Shape) -> Result<Self> {
+        if &self.shape == target {
+            return Ok(self.clone());
+        }
+        if !target.broadcasts_to(&self.shape) {
+            return Err(Error::ShapeMismatch {
+                op: "sum_to",
+                lhs: self.shape.clone(),
+                rhs: target.clone(),
+            });
+        }
+        let own = self.shape.strides();
+        let into = target.broadcast_strides(&self.shape);
+        let mut data = vec![T::ZERO; target.numel()];
+        for_each_broadcast(&self.shape, &own, &into, |_, i, j| data[j] += self.data[i]);
+        Ok(Tensor {
+            data,
+            shape: target.clone(),
+        })
+    }
+
+    /// Repeats the tensor along broadcast axes to fill `target` (PyTorch's `expand`, materialised).
+    pub fn broadcast_to(&self, target: &Shape) -> Result<Self> {
+        if &self.shape == target {
+            return Ok(self.clone());
+        }
+        if !self.shape.broadcasts_to(target) {
+            return Err(Error::ShapeMismatch {
+                op: "broadcast_to",
+                lhs: self.shape.clone(),
+                rhs: target.clone(),
+            });
+        }
+        let from = self.shape.broadcast_strides(target);
+        let mut data = vec![T::ZERO; target.numel()];
+        for_each_broadcast(target, &from, &from, |o, i, _| data[o] = self.data[i]);
+        Ok(Tensor {
+            data,
+            shape: target.clone(),
+        })
+    }
+
+    /// Sum of all elements.
+    pub fn sum_all(&self) -> T {
+        self.data.iter().copied().sum()
+    }
+
+    /// Sum along one axis (negative counts from the end); `keepdim` keeps it as size 1.
+    pub fn sum_axis(&self, axis: isize, keepdim: bool) -> Result<Self> {
+        let axis = self.shape.axis("sum_axis", axis)?;
+        let dims = self.dims();
+        let outer: usize = dims[..axis].iter().product();
+        let len = dims[axis];
+        let inner: usize = dims[axis + 1..].iter().product();
+        let mut data = vec![T::ZERO; outer * inner];
+        for o in 0..outer {
+            let out_row = &mut data[o * inner..(o + 1) * inner];
+            for a in 0..len {
+                let src = &self.data[(o * len + a) * inner..(o * len + a + 1) * inner];
+                for (d, &s) in out_row.iter_mut().zip(src) {
+                    *d += s;
+                }
+            }
+        }
+        let mut out_dims: SmallVec<[usize; 4]> = SmallVec::from_slice(dims);
+        if keepdim {
+            out_dims[axis] = 1;
+        } else {
+            out_dims.remove(axis);
+        }
+        Ok(Tensor {
+            data,
+            shape: Shape::from_smallvec(out_dims),
+        })
+    }
+
+    /// Swaps two axes (a copy; negative axes count from the end).
+    pub fn transpose(&self, axis0: isize, axis1: isize) -> Result<Self> {
+        let a = self.shape.axis("transpose", axis0)?;
+        let b = self.shape.axis("transpose", axis1)?;
+        let mut out_dims: SmallVec<[usize; 4]> = SmallVec::from_slice(self.dims());
+        out_dims.swap(a, b);
+        let out = Shape::from_smallvec(out_dims);
+        // Read the source with its strides permuted the same way: out[.., i, .., j, ..] = self[.., j, .., i, ..].
+        let mut strides = self.shape.strides();
+        strides.swap(a, b);
+        let mut data = vec![T::ZERO; out.numel()];
+        for_each_broadcast(&out, &strides, &strides, |o, i, _| data[o] = self.data[i]);
+        Ok(Tensor { data, shape: out })
+    }
+
+    fn matrix_dims(&self, op: &'static str) -> Result<(usize, usize)> {
+        match self.dims() {
+            &[r, c] => Ok((r, c)),
+            _ => Err(Error::BadRank {
+                op,
+                expected: "a 2-D matrix",
+                shape: self.shape.clone(),
+            }),
+        }
+    }
+
+    /// Matrix product of 2-D tensors with either operand optionally read transposed (no copy).
+    fn matmul_general(
+        &self,
+        lhs_t: bool,
+        rhs: &Self,
+        rhs_t: bool,
+        op: &'static str,
+    ) -> Result<Self> {
+        let (ar, ac) = self.matrix_dims(op)?;
+        let (br, bc) = rhs.matrix_dims(op)?;
+        let lhs = MatRef::row_major(&self.data, ar, ac, lhs_t);
+        let rhs_view = MatRef::row_major(&rhs.data, br, bc, rhs_t);
+        if lhs.cols != rhs_view.rows {
+            return Err(Error::ShapeMismatch {
+                op,
+                lhs: self.shape.clone(),
+                rhs: rhs.shape.clone(),
+            });
+        }
+        let shape = Shape::new(&[lhs.rows, rhs_view.cols])?;
+        let mut data = vec![T::ZERO; shape.numel()];
+        matmul_into(&mut data, lhs, rhs_view, false);
+        Ok(Tensor { data, shape })
+    }
+
+    /// Matrix product `self · rhs` of `[m, k]` and `[k, n]`.
+    ///
+    /// ```
+    /// use tapegrad::Tensor;
+    /// let a = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0], &[2, 2])?;
+    /// let i = Tensor::from_vec(vec![1.0f32, 0.0, 0.0, 1.0], &[2, 2])?;
+    /// assert_eq!(a.matmul(&i)?, a);
+    /// # Ok::<(), tapegrad::Error>(())
+    /// ```
+    pub fn matmul(&self, rhs: &Self) -> Result<Self> {
+        self.matmul_general(false, rhs, false, "matmul")
+    }
+
+    /// `selfᵀ · rhs`, reading `self` transposed in place (no copy).
+    pub fn t_matmul(&self, rhs: &Self) -> Result<Self> {
+        self.matmul_general(true, rhs, false, "t_matmul")
+    }
+
+    /// `self · rhsᵀ`, reading `rhs` transposed in place (no copy).
+    pub fn matmul_t(&self, rhs: &Self) -> Result<Self> {
+        self.matmul_general(false, rhs, true, "matmul_t")
+    }
+
+    /// `self += other` for tensors of one shape (gradient accumulation).
+    pub(crate) fn add_assign_same_shape(&mut self, other: &Self) {
+        debug_assert_eq!(self.shape, other.shape);
+        for (a, &b) in self.data.iter_mut().zip(&other.data) {
+            *a += b;
+        }
+    }
+
+    /// Largest absolute difference between two tensors of the same shape.
+    pub fn max_abs_diff(&self, other: &Self) -> Result<T> {
+        if self.shape != other.shape {
+            return Err(Error::ShapeMismatch {
+                op: "max_abs_diff",
+                lhs: self.shape.clone(),
+                rhs: other.shape.clone(),
+            });
+        }
+        Ok(self
+            .data
+            .iter()
+            .zip(&other.data)
+            .map(|(&a, &b)| (a - b).abs())
+            .fold(T::ZERO, |m, d| if d > m || d.is_nan() { d } else { m }))
+    }
+}
+
+/// Elements printed per axis end when a tensor is summarised, and the size above which it is.
+const EDGE_ITEMS: usize = 3;
+const SUMMARY_THRESHOLD: usize = 1000;
+
+impl<T: Float> fmt::Display for Tensor<T> {
+    /// Prints like PyTorch: `tensor([[1.0000, 2.0000], …])`, with `...` in place of the middle of
+    /// each axis when there are more than 1000 elements.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let summarize = self.numel() > SUMMARY_THRESHOLD;
+        write!(f, "tensor(")?;
+        self.fmt_axis(f, 0, 0, summarize)?;
+        if summarize {
+            write!(f, ", shape={}", self.shape)?;
+        }
+        write!(f, ")")
+    }
+}
+
+impl<T: Float> Tensor<T> {
+    fn fmt_axis(
+        &self,
+        f: &mut fmt::Formatter<'_>,
+        axis: usize,
+        offset: usize,
+        summarize: bool,
+    ) -> fmt::Result {
+        if axis == self.shape.rank() {
+            return write!(f, "{:.4}", self.data[offset]);
+        }
+        let len = self.dims()[axis];
+        let stride: usize = self.dims()[axis + 1..].iter().product();
+        let indent = " ".repeat("tensor(".len() + axis + 1);
+        let separator = if axis + 1 == self.shape.rank() {
+            ", ".to_string()
+        } else {
+            format!(",{}\n{indent}", "\n".repeat(self.shape.rank() - axis - 2))
+        };
+        write!(f, "[")?;
+        let mut first = true;
+        for i in 0..len {
+            let skip = summarize && len > 2 * EDGE_ITEMS && i >= EDGE_ITEMS && i < len - EDGE_ITEMS;
+            if skip {
+                if i == EDGE_ITEMS {
+                    write!(f, "{separator}...")?;
+                }
+                continue;
+            }
+            if !first {
+                write!(f, "{separator}")?;
+            }
+            first = false;
+            self.fmt_axis(f, axis + 1, offset + i * stride, summarize)?;
+        }
+        write!(f, "]")
+    }
+}
+
+impl<T: Float> fmt::Debug for Tensor<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Tensor<{}>{} ", T::DTYPE, self.shape)?;
+        fmt::Display::fmt(self, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transpose_3d_swaps_axes() {
+        let t = Tensor::from_vec((0..24).map(|x| x as f64).collect(), &[2, 3, 4]).unwrap();
+        let u = t.transpose(0, 2).unwrap();
+        assert_eq!(u.dims(), &[4, 3, 2]);
+        for i in 0..2 {
+            for j in 0..3 {
+                for k in 0..4 {
+                    assert_eq!(u.get(&[k, j, i]).unwrap(), t.get(&[i, j, k]).unwrap());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn matmul_transposed_views_match_naive() {
+        let a = Tensor::from_vec((0..6).map(|x| x as f64).collect(), &[2, 3]).unwrap();
+        let b = Tensor::from_vec((0..8).map(|x| x as f64 - 3.0).collect(), &[2, 4]).unwrap();
+        let atb = a.t_matmul(&b).unwrap();
+        assert_eq!(atb.dims(), &[3, 4]);
+        for i in 0..3 {
+            for j in 0..4 {
+                let want: f64 = (0..2)
+                    .map(|k| a.get(&[k, i]).unwrap() * b.get(&[k, j]).unwrap())
+                    .sum();
+                assert_eq!(atb.get(&[i, j]).unwrap(), want);
+            }
+        }
+        let c = Tensor::from_vec((0..12).map(|x| x as f64 * 0.5).collect(), &[4, 3]).unwrap();
+        let act = a.matmul_t(&c).unwrap();
+        for i in 0..2 {
+            for j in 0..4 {
+                let want: f64 = (0..3)
+                    .map(|k| a.get(&[i, k]).unwrap() * c.get(&[j, k]).unwrap())
+                    .sum();
+                assert_eq!(act.get(&[i, j]).unwrap(), want);
+            }
+        }
+    }
+
+    #[test]
+    fn display_summarises_large_tensors() {
+        let t = Tensor::<f32>::zeros(&[100, 100]).unwrap();
+        let s = t.to_string();
+        assert!(s.contains("..."));
+        assert!(s.ends_with("shape=[100, 100])"));
+        assert_eq!(Tensor::scalar(2.5f64).to_string(), "tensor(2.5000)");
+    }
+}
