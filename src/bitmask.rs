@@ -49,6 +49,18 @@ impl BitMask {
         mask
     }
 
+    /// Bit `i` is `predicate(values[i])`, one 64-bit word at a time.
+    pub fn from_predicate<T: Copy>(values: &[T], predicate: impl Fn(T) -> bool) -> Self {
+        let mut mask = Self::zeros(values.len());
+        for (word, chunk) in mask.words.iter_mut().zip(values.chunks(64)) {
+            *word = chunk
+                .iter()
+                .enumerate()
+                .fold(0u64, |w, (b, &v)| w | (predicate(v) as u64) << b);
+        }
+        mask
+    }
+
     /// A mask from booleans.
     pub fn from_bools(bits: &[bool]) -> Self {
         Self::from_fn(bits.len(), |i| bits[i])
@@ -122,33 +134,64 @@ impl BitMask {
         }
     }
 
-    /// `out[i] = x[i] · scale` where bit `i` is set, else 0: dropout's forward and backward alike.
-    pub(crate) fn apply<T: crate::Float>(&self, x: &[T], scale: T, out: &mut [T]) {
-        debug_assert!(x.len() == self.len && out.len() == self.len);
-        for ((word, xs), outs) in self.words.iter().zip(x.chunks(64)).zip(out.chunks_mut(64)) {
+    /// `out[i] = x[i] · scale` where bit `i` is set, else exactly 0: dropout's forward and
+    /// backward alike. Fails unless `x`, `out` and the mask have one length.
+    ///
+    /// ```
+    /// use tapegrad::BitMask;
+    /// let mask = BitMask::from_bools(&[true, false, true]);
+    /// let mut out = [0.0f32; 3];
+    /// mask.apply(&[1.0, 2.0, f32::INFINITY], 2.0, &mut out)?;
+    /// assert_eq!(out, [2.0, 0.0, f32::INFINITY]);
+    /// # Ok::<(), tapegrad::Error>(())
+    /// ```
+    pub fn apply<T: crate::Float>(&self, x: &[T], scale: T, out: &mut [T]) -> crate::Result<()> {
+        if x.len() != self.len || out.len() != self.len {
+            return Err(crate::Error::MaskLength {
+                op: "BitMask::apply",
+                mask_len: self.len,
+                shape: crate::Shape::new(&[x.len().max(out.len())])?,
+            });
+        }
+        for ((&word, xs), outs) in self.words.iter().zip(x.chunks(64)).zip(out.chunks_mut(64)) {
             for (b, (&xi, o)) in xs.iter().zip(outs.iter_mut()).enumerate() {
-                *o = if word >> b & 1 == 1 {
-                    xi * scale
-                } else {
-                    T::ZERO
-                };
+                *o = (xi * scale).keep_or_zero(word >> b & 1 == 1);
             }
         }
+        Ok(())
     }
 }
 
 /// Fills one chunk's words from its own PCG stream.
+///
+/// A bit is kept when a uniform 32-bit number is below `threshold`. When `threshold` is a multiple of
+/// 2^(32 − w) only the top w bits of that number matter, so a w-bit lane compared with
+/// `threshold >> (32 − w)` decides the bit with exactly the same probability, and one 64-bit draw
+/// serves 64/w elements: for p = 0.5, w = 1 and a draw fills a whole word.
 fn fill_chunk(words: &mut [u64], seed: u64, chunk: u64, threshold: u64) {
     let state = (u128::from(splitmix64(seed)) << 64)
         | u128::from(splitmix64(seed ^ chunk.wrapping_mul(0x9E37_79B9_7F4A_7C15)));
     let mut stream = Pcg64::new(state, u128::from(chunk));
+    let lane_bits = [1u32, 2, 4, 8, 16, 32]
+        .into_iter()
+        .find(|&w| threshold % (1u64 << (32 - w)) == 0)
+        .unwrap_or(32);
+    let lane_threshold = threshold >> (32 - lane_bits);
+    let lane_mask = (1u64 << lane_bits) - 1;
+    let lanes_per_draw = 64 / lane_bits;
     for word in words {
         let mut bits = 0u64;
-        for pair in 0..32 {
-            let r = stream.next_u64();
-            let lo = u64::from((r & 0xFFFF_FFFF) < threshold);
-            let hi = u64::from((r >> 32) < threshold);
-            bits |= (lo | hi << 1) << (2 * pair);
+        if lane_bits == 1 && lane_threshold == 1 {
+            // Keep iff the lane bit is 0: the mask word is the complement of the draw.
+            bits = !stream.next_u64();
+        } else {
+            for draw in 0..lane_bits {
+                let r = stream.next_u64();
+                for lane in 0..lanes_per_draw {
+                    let value = r >> (lane * lane_bits) & lane_mask;
+                    bits |= u64::from(value < lane_threshold) << (draw * lanes_per_draw + lane);
+                }
+            }
         }
         *word = bits;
     }

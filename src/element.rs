@@ -65,6 +65,9 @@ pub trait Float:
     fn is_finite(self) -> bool;
     /// Whether the value is NaN.
     fn is_nan(self) -> bool;
+    /// `self` if `keep`, else exactly `+0.0` — even for an infinite or NaN `self`, where
+    /// multiplying by 0 would give NaN. Branch-free (a bit mask), so loops over random masks vectorise.
+    fn keep_or_zero(self, keep: bool) -> Self;
     /// A draw from the standard normal distribution.
     fn standard_normal<R: Rng + ?Sized>(rng: &mut R) -> Self;
     /// A draw from the uniform distribution on `[0, 1)`.
@@ -72,7 +75,7 @@ pub trait Float:
 }
 
 macro_rules! impl_float {
-    ($t:ty, $name:literal) => {
+    ($t:ty, $bits:ty, $name:literal) => {
         impl Float for $t {
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
@@ -118,6 +121,10 @@ macro_rules! impl_float {
             fn is_nan(self) -> bool {
                 <$t>::is_nan(self)
             }
+            #[inline]
+            fn keep_or_zero(self, keep: bool) -> Self {
+                <$t>::from_bits(self.to_bits() & (keep as $bits).wrapping_neg())
+            }
             fn standard_normal<R: Rng + ?Sized>(rng: &mut R) -> Self {
                 StandardNormal.sample(rng)
             }
@@ -128,5 +135,5 @@ macro_rules! impl_float {
     };
 }
 
-impl_float!(f32, "float32");
-impl_float!(f64, "float64");
+impl_float!(f32, u32, "float32");
+impl_float!(f64, u64, "float64");

@@ -191,15 +191,8 @@ pub fn manual_step<T: Float, R: Rng + ?Sized>(
         .zip_map(&weights.b1, "add", |a, b| a + b)?;
     let h1 = z1.map(|v| if v < T::ZERO { T::ZERO } else { v });
     let mask = BitMask::dropout(h1.numel(), p, rng)?;
-    let keep = |i: usize, v: T| if mask.get(i) { v * scale } else { T::ZERO };
-    let h1d = Tensor::from_shape_vec(
-        h1.data()
-            .iter()
-            .enumerate()
-            .map(|(i, &v)| keep(i, v))
-            .collect(),
-        h1.shape().clone(),
-    )?;
+    let mut h1d = h1.clone();
+    mask.apply(h1.data(), scale, h1d.data_mut())?;
     let s = h1d
         .matmul(&weights.w2)?
         .zip_map(&weights.b2, "add", |a, b| a + b)?;
@@ -226,15 +219,12 @@ pub fn manual_step<T: Float, R: Rng + ?Sized>(
     let dw2 = h1d.t_matmul(&ds)?;
     let db2 = ds.sum_axis(0, false)?;
     let dh1d = ds.matmul_t(&weights.w2)?;
-    // Dropout's backward: the same mask, the same scale.
-    let dz1_data = dh1d
-        .data()
-        .iter()
-        .zip(z1.data())
-        .enumerate()
-        .map(|(i, (&g, &z))| if z > T::ZERO { keep(i, g) } else { T::ZERO })
-        .collect();
-    let dz1 = Tensor::from_shape_vec(dz1_data, z1.shape().clone())?;
+    // Dropout's backward: the same mask, the same scale. Then ReLU's: pass where Z1 > 0.
+    let mut dz1 = dh1d.clone();
+    mask.apply(dh1d.data(), scale, dz1.data_mut())?;
+    for (g, &z) in dz1.data_mut().iter_mut().zip(z1.data()) {
+        *g = g.keep_or_zero(z > T::ZERO);
+    }
     let dw1 = data.x.t_matmul(&dz1)?;
     let db1 = dz1.sum_axis(0, false)?;
 

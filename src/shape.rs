@@ -147,6 +147,15 @@ impl Shape {
             .collect()
     }
 
+    /// If `self`, without leading axes of size 1, equals the trailing axes of `big`, the number of
+    /// elements of that trailing block: `big` is then `self` repeated row after row (the bias case,
+    /// `[H]` or `[1, H]` under `[N, H]`), and kernels can walk it in contiguous blocks.
+    pub(crate) fn trailing_block_of(&self, big: &Shape) -> Option<usize> {
+        let own = &self.0[self.0.iter().take_while(|&&d| d == 1).count()..];
+        let rank = big.rank();
+        (own.len() <= rank && own == &big.0[rank - own.len()..]).then(|| own.iter().product())
+    }
+
     pub(crate) fn from_smallvec(dims: SmallVec<[usize; 4]>) -> Shape {
         Shape(dims)
     }

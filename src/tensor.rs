@@ -216,6 +216,16 @@ impl<T: Float> Tensor<T> {
             });
         }
         let shape = Shape::broadcast(op, &self.shape, &other.shape)?;
+        if shape == self.shape {
+            if let Some(block) = other.shape.trailing_block_of(&shape).filter(|&b| b > 0) {
+                // `other` repeats along leading axes (a bias): walk contiguous blocks.
+                let mut data = Vec::with_capacity(shape.numel());
+                for row in self.data.chunks(block) {
+                    data.extend(row.iter().zip(&other.data).map(|(&a, &b)| f(a, b)));
+                }
+                return Ok(Tensor { data, shape });
+            }
+        }
         let sa = self.shape.broadcast_strides(&shape);
         let sb = other.shape.broadcast_strides(&shape);
         let mut data = vec![T::ZERO; shape.numel()];
@@ -246,6 +256,19 @@ impl<T: Float> Tensor<T> {
                 op: "sum_to",
                 lhs: self.shape.clone(),
                 rhs: target.clone(),
+            });
+        }
+        if let Some(block) = target.trailing_block_of(&self.shape).filter(|&b| b > 0) {
+            // The bias case: add up the rows.
+            let mut data = vec![T::ZERO; block];
+            for row in self.data.chunks(block) {
+                for (d, &v) in data.iter_mut().zip(row) {
+                    *d += v;
+                }
+            }
+            return Ok(Tensor {
+                data,
+                shape: target.clone(),
             });
         }
         let own = self.shape.strides();

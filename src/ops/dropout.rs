@@ -130,7 +130,7 @@ impl<'t, T: Float> Var<'t, T> {
             });
         }
         let mut out = Tensor::full_shape(x.shape().clone(), T::ZERO);
-        mask.apply(x.data(), scale, out.data_mut());
+        mask.apply(x.data(), scale, out.data_mut())?;
         Ok(self
             .tape
             .record(name, out, &[self], || MaskBackward { mask, scale }))
@@ -167,7 +167,7 @@ pub(crate) struct MaskBackward<T> {
 impl<T: Float> Backward<T> for MaskBackward<T> {
     fn backward(&self, _cx: &BackwardCx<'_, T>, g: &Tensor<T>) -> Result<InputGrads<T>> {
         let mut out = Tensor::full_shape(g.shape().clone(), T::ZERO);
-        self.mask.apply(g.data(), self.scale, out.data_mut());
+        self.mask.apply(g.data(), self.scale, out.data_mut())?;
         Ok(smallvec![Some(out)])
     }
 

@@ -35,7 +35,7 @@ impl<'t, T: Float> Var<'t, T> {
         // `v < 0` rather than `v > 0` keeps a NaN a NaN, as PyTorch does.
         let value = x.map(|v| if v < T::ZERO { T::ZERO } else { v });
         Ok(self.tape.record("relu", value, &[self], || MaskBackward {
-            mask: Arc::new(BitMask::from_fn(x.numel(), |i| x.data()[i] > T::ZERO)),
+            mask: Arc::new(BitMask::from_predicate(x.data(), |v| v > T::ZERO)),
             scale: T::ONE,
         }))
     }
