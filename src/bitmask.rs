@@ -174,7 +174,7 @@ fn fill_chunk(words: &mut [u64], seed: u64, chunk: u64, threshold: u64) {
     let mut stream = Pcg64::new(state, u128::from(chunk));
     let lane_bits = [1u32, 2, 4, 8, 16, 32]
         .into_iter()
-        .find(|&w| threshold % (1u64 << (32 - w)) == 0)
+        .find(|&w| threshold.is_multiple_of(1u64 << (32 - w)))
         .unwrap_or(32);
     let lane_threshold = threshold >> (32 - lane_bits);
     let lane_mask = (1u64 << lane_bits) - 1;

@@ -216,15 +216,14 @@ impl<T: Float> Tensor<T> {
             });
         }
         let shape = Shape::broadcast(op, &self.shape, &other.shape)?;
-        if shape == self.shape {
-            if let Some(block) = other.shape.trailing_block_of(&shape).filter(|&b| b > 0) {
-                // `other` repeats along leading axes (a bias): walk contiguous blocks.
-                let mut data = Vec::with_capacity(shape.numel());
-                for row in self.data.chunks(block) {
-                    data.extend(row.iter().zip(&other.data).map(|(&a, &b)| f(a, b)));
-                }
-                return Ok(Tensor { data, shape });
+        let block = other.shape.trailing_block_of(&shape).filter(|&b| b > 0);
+        if let (true, Some(block)) = (shape == self.shape, block) {
+            // `other` repeats along leading axes (a bias): walk contiguous blocks.
+            let mut data = Vec::with_capacity(shape.numel());
+            for row in self.data.chunks(block) {
+                data.extend(row.iter().zip(&other.data).map(|(&a, &b)| f(a, b)));
             }
+            return Ok(Tensor { data, shape });
         }
         let sa = self.shape.broadcast_strides(&shape);
         let sb = other.shape.broadcast_strides(&shape);
