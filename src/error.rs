@@ -175,6 +175,18 @@ pub enum Error {
         /// What was asked for.
         what: &'static str,
     },
+    /// A call given the wrong number of tensors (for instance one direction per input in `hvp`).
+    #[error("{op}: expected {expected} {what}, got {got}")]
+    ArgumentCount {
+        /// The operation.
+        op: &'static str,
+        /// What was counted.
+        what: &'static str,
+        /// How many were expected.
+        expected: usize,
+        /// How many were given.
+        got: usize,
+    },
     /// A gradient check whose analytic and numeric derivatives disagree.
     #[error("{0}")]
     GradcheckFailed(Box<crate::gradcheck::GradcheckReport>),

@@ -160,6 +160,74 @@ pub fn gradcheck<F>(
 where
     F: for<'t> Fn(&'t Tape<f64>, &[Var<'t, f64>], &mut Pcg64) -> Result<Var<'t, f64>>,
 {
+    check_outputs(
+        |tape, vars, rng| f(tape, vars, rng).map(|out| vec![out]),
+        inputs,
+        options,
+    )
+}
+
+/// Checks second derivatives: the gradients of `f` (as functions of the inputs) are themselves
+/// gradchecked, with the backward pass recorded on the tape ([`Var::backward_graph`]).
+///
+/// As in PyTorch, the output's gradient is a fixed random tensor v (drawn from `options.seed`),
+/// and what is checked is the derivative of `∂(vᵀf)/∂inputs` with respect to the inputs, i.e. the
+/// Hessian-vector structure of every op. The report has the same format as [`gradcheck`]'s; its
+/// output index runs over the gradients of all inputs laid end to end.
+///
+/// ```
+/// use tapegrad::{gradgradcheck, GradcheckOptions, Tensor};
+/// let x = Tensor::from_vec(vec![0.3, -1.2, 2.0], &[3])?;
+/// let report = gradgradcheck(|_, v, _| v[0].tanh()?.log_softmax(), &[x], &GradcheckOptions::default())?;
+/// assert!(report.passed());
+/// # Ok::<(), tapegrad::Error>(())
+/// ```
+pub fn gradgradcheck<F>(
+    f: F,
+    inputs: &[Tensor<f64>],
+    options: &GradcheckOptions,
+) -> Result<GradcheckReport>
+where
+    F: for<'t> Fn(&'t Tape<f64>, &[Var<'t, f64>], &mut Pcg64) -> Result<Var<'t, f64>>,
+{
+    // The output's shape, from one evaluation, to draw the fixed output gradient v.
+    let out = evaluate(&|t, v, r| f(t, v, r).map(|o| vec![o]), inputs, options.seed)?;
+    let mut v_rng = Pcg64::seed_from_u64(options.seed ^ 0x5EED_0F_6A7D_6A7D);
+    let v = Tensor::normal(out[0].dims(), 0.0, 1.0, &mut v_rng)?;
+    check_outputs(
+        |tape, vars, rng| {
+            let y = f(tape, vars, rng)?;
+            if !y.requires_grad() {
+                // f ignores its inputs: its gradients are constant zeros.
+                return Ok(vars
+                    .iter()
+                    .map(|x| tape.constant(Tensor::full_shape(x.shape(), 0.0)))
+                    .collect());
+            }
+            let grads = y.backward_graph(Some(tape.constant(v.clone())))?;
+            Ok(vars
+                .iter()
+                .map(|&x| {
+                    grads
+                        .wrt(x)
+                        .unwrap_or_else(|_| tape.constant(Tensor::full_shape(x.shape(), 0.0)))
+                })
+                .collect())
+        },
+        inputs,
+        options,
+    )
+}
+
+/// The shared core: `f` may return several outputs; output element indices run over them end to end.
+fn check_outputs<F>(
+    f: F,
+    inputs: &[Tensor<f64>],
+    options: &GradcheckOptions,
+) -> Result<GradcheckReport>
+where
+    F: for<'t> Fn(&'t Tape<f64>, &[Var<'t, f64>], &mut Pcg64) -> Result<Vec<Var<'t, f64>>>,
+{
     let analytic = analytic_jacobian(&f, inputs, options.seed)?;
     let mut report = GradcheckReport {
         inputs: Vec::with_capacity(inputs.len()),
@@ -225,15 +293,16 @@ fn unravel(mut flat: usize, strides: &[usize]) -> Vec<usize> {
         .collect()
 }
 
-/// Runs `f` once on fresh leaves and returns its output value.
-fn evaluate<F>(f: &F, inputs: &[Tensor<f64>], seed: u64) -> Result<Tensor<f64>>
+/// Runs `f` once on fresh values and returns its outputs' values.
+fn evaluate<F>(f: &F, inputs: &[Tensor<f64>], seed: u64) -> Result<Vec<Tensor<f64>>>
 where
-    F: for<'t> Fn(&'t Tape<f64>, &[Var<'t, f64>], &mut Pcg64) -> Result<Var<'t, f64>>,
+    F: for<'t> Fn(&'t Tape<f64>, &[Var<'t, f64>], &mut Pcg64) -> Result<Vec<Var<'t, f64>>>,
 {
-    let tape = Tape::no_grad();
-    let vars: Vec<_> = inputs.iter().map(|x| tape.constant(x.clone())).collect();
-    let out = f(&tape, &vars, &mut Pcg64::seed_from_u64(seed))?;
-    Ok((*out.value()).clone())
+    // A gradient-recording tape, because f may itself take gradients (gradgradcheck).
+    let tape = Tape::new();
+    let vars: Vec<_> = inputs.iter().map(|x| tape.leaf(x.clone())).collect();
+    let outs = f(&tape, &vars, &mut Pcg64::seed_from_u64(seed))?;
+    Ok(outs.iter().map(|o| (*o.value()).clone()).collect())
 }
 
 /// ∂f/∂(input k, element i) for every output element, by central differences.
@@ -245,7 +314,7 @@ fn numeric_column<F>(
     options: &GradcheckOptions,
 ) -> Result<Vec<f64>>
 where
-    F: for<'t> Fn(&'t Tape<f64>, &[Var<'t, f64>], &mut Pcg64) -> Result<Var<'t, f64>>,
+    F: for<'t> Fn(&'t Tape<f64>, &[Var<'t, f64>], &mut Pcg64) -> Result<Vec<Var<'t, f64>>>,
 {
     let mut shifted = inputs.to_vec();
     let x = inputs[k].data()[i];
@@ -254,9 +323,9 @@ where
     shifted[k].data_mut()[i] = x - options.eps;
     let minus = evaluate(f, &shifted, options.seed)?;
     Ok(plus
-        .data()
         .iter()
-        .zip(minus.data())
+        .zip(&minus)
+        .flat_map(|(p, m)| p.data().iter().zip(m.data()))
         .map(|(p, m)| (p - m) / (2.0 * options.eps))
         .collect())
 }
@@ -265,31 +334,34 @@ where
 /// element (seeded with the one-hot vector of that element).
 fn analytic_jacobian<F>(f: &F, inputs: &[Tensor<f64>], seed: u64) -> Result<Vec<Vec<f64>>>
 where
-    F: for<'t> Fn(&'t Tape<f64>, &[Var<'t, f64>], &mut Pcg64) -> Result<Var<'t, f64>>,
+    F: for<'t> Fn(&'t Tape<f64>, &[Var<'t, f64>], &mut Pcg64) -> Result<Vec<Var<'t, f64>>>,
 {
     let tape = Tape::new();
     let vars: Vec<_> = inputs.iter().map(|x| tape.leaf(x.clone())).collect();
-    let out = f(&tape, &vars, &mut Pcg64::seed_from_u64(seed))?;
-    let out_shape = out.shape();
-    let m = out_shape.numel();
+    let outs = f(&tape, &vars, &mut Pcg64::seed_from_u64(seed))?;
+    let m: usize = outs.iter().map(|o| o.shape().numel()).sum();
     let mut jacobians: Vec<Vec<f64>> = inputs.iter().map(|x| vec![0.0; m * x.numel()]).collect();
-    if !out.requires_grad() {
-        // f ignores its inputs: every derivative is 0, which is what the zeros say.
-        return Ok(jacobians);
-    }
-    for j in 0..m {
-        let mut seed_grad = Tensor::full_shape(out_shape.clone(), 0.0);
-        seed_grad.data_mut()[j] = 1.0;
-        let grads = out.backward_with(BackwardOptions {
-            seed: Some(seed_grad),
-            retain_graph: true,
-        })?;
-        for (k, var) in vars.iter().enumerate() {
-            if let Some(g) = grads.get(*var) {
-                let n = g.numel();
-                jacobians[k][j * n..(j + 1) * n].copy_from_slice(g.data());
+    let mut row = 0;
+    for out in outs {
+        let out_shape = out.shape();
+        for j in 0..out_shape.numel() {
+            // An output that does not depend on the inputs has a zero row, as initialised.
+            if out.requires_grad() {
+                let mut seed_grad = Tensor::full_shape(out_shape.clone(), 0.0);
+                seed_grad.data_mut()[j] = 1.0;
+                let grads = out.backward_with(BackwardOptions {
+                    seed: Some(seed_grad),
+                    retain_graph: true,
+                })?;
+                for (k, var) in vars.iter().enumerate() {
+                    if let Some(g) = grads.get(*var) {
+                        let n = g.numel();
+                        jacobians[k][(row + j) * n..(row + j + 1) * n].copy_from_slice(g.data());
+                    }
+                }
             }
         }
+        row += out_shape.numel();
     }
     Ok(jacobians)
 }
