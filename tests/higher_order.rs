@@ -217,7 +217,7 @@ fn hvp_of_log_sum_exp_is_diag_p_minus_p_pt_times_v() {
     let v = randn(&[1, 6], 44);
     let r = hvp(
         |_, xs| xs[0].log_softmax()?.neg()?.add(xs[0])?.mean(),
-        &[x.clone()],
+        std::slice::from_ref(&x),
         std::slice::from_ref(&v),
     )
     .unwrap();
