@@ -68,6 +68,12 @@ pub trait Float:
     /// `self` if `keep`, else exactly `+0.0` — even for an infinite or NaN `self`, where
     /// multiplying by 0 would give NaN. Branch-free (a bit mask), so loops over random masks vectorise.
     fn keep_or_zero(self, keep: bool) -> Self;
+    /// Bytes per element.
+    const BYTES: usize;
+    /// Appends the little-endian bytes of `self`.
+    fn extend_le_bytes(self, out: &mut Vec<u8>);
+    /// Reads a value from exactly [`Float::BYTES`] little-endian bytes.
+    fn from_le_slice(bytes: &[u8]) -> Self;
     /// A draw from the standard normal distribution.
     fn standard_normal<R: Rng + ?Sized>(rng: &mut R) -> Self;
     /// A draw from the uniform distribution on `[0, 1)`.
@@ -124,6 +130,15 @@ macro_rules! impl_float {
             #[inline]
             fn keep_or_zero(self, keep: bool) -> Self {
                 <$t>::from_bits(self.to_bits() & (keep as $bits).wrapping_neg())
+            }
+            const BYTES: usize = std::mem::size_of::<$t>();
+            fn extend_le_bytes(self, out: &mut Vec<u8>) {
+                out.extend_from_slice(&self.to_le_bytes());
+            }
+            fn from_le_slice(bytes: &[u8]) -> Self {
+                let mut raw = [0u8; std::mem::size_of::<$t>()];
+                raw.copy_from_slice(bytes);
+                <$t>::from_le_bytes(raw)
             }
             fn standard_normal<R: Rng + ?Sized>(rng: &mut R) -> Self {
                 StandardNormal.sample(rng)

@@ -187,6 +187,76 @@ pub enum Error {
         /// How many were given.
         got: usize,
     },
+    /// An optimizer or layer setting outside its valid range.
+    #[error("{op}: {name} = {value} is invalid: {reason}")]
+    InvalidHyperparameter {
+        /// The optimizer or layer.
+        op: &'static str,
+        /// The setting.
+        name: &'static str,
+        /// Its value.
+        value: f64,
+        /// What it must satisfy.
+        reason: &'static str,
+    },
+    /// A checkpoint that lacks a tensor the model has.
+    #[error("checkpoint: missing tensor `{name}`")]
+    CheckpointMissing {
+        /// The parameter's name.
+        name: String,
+    },
+    /// A checkpoint holding a tensor the model does not have.
+    #[error("checkpoint: unexpected tensor `{name}` (the model has no such parameter)")]
+    CheckpointUnexpected {
+        /// The tensor's name in the file.
+        name: String,
+    },
+    /// A checkpoint tensor whose shape differs from the parameter's.
+    #[error("checkpoint: tensor `{name}` has shape {found:?}, the model expects {expected}")]
+    CheckpointShape {
+        /// The parameter's name.
+        name: String,
+        /// The parameter's shape.
+        expected: Shape,
+        /// The shape in the file.
+        found: Vec<usize>,
+    },
+    /// A checkpoint tensor of another element type (an f64 file into an f32 model, say).
+    #[error("checkpoint: tensor `{name}` is {found}, the model is {expected}")]
+    CheckpointDtype {
+        /// The parameter's name.
+        name: String,
+        /// The model's element type.
+        expected: &'static str,
+        /// The type in the file.
+        found: String,
+    },
+    /// A file that is not valid safetensors (corrupt or truncated).
+    #[error("checkpoint: not a valid safetensors file: {reason}")]
+    CheckpointFormat {
+        /// What the parser said.
+        reason: String,
+    },
+    /// A file that could not be read or written.
+    #[error("{op}: {path}: {source}")]
+    Io {
+        /// The operation.
+        op: &'static str,
+        /// The file.
+        path: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A data file with a malformed line.
+    #[error("{path}:{line}: {reason}")]
+    BadData {
+        /// The file.
+        path: String,
+        /// The 1-based line number.
+        line: usize,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A gradient check whose analytic and numeric derivatives disagree.
     #[error("{0}")]
     GradcheckFailed(Box<crate::gradcheck::GradcheckReport>),

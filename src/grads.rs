@@ -58,6 +58,13 @@ impl<T: Float> Gradients<T> {
         self.grads.get(node.index()).and_then(Option::as_ref)
     }
 
+    /// Every recorded parameter that received a gradient, with that gradient.
+    pub fn params(&self) -> impl Iterator<Item = (ParamId, &Tensor<T>)> + '_ {
+        self.params
+            .iter()
+            .filter_map(|&(p, node)| self.grads.get(node.index())?.as_ref().map(|g| (p, g)))
+    }
+
     /// Removes and returns a parameter's gradient (saves a copy when an optimizer consumes it).
     pub fn take_param(&mut self, param: &Param<T>) -> Option<Tensor<T>> {
         let node = self.params.iter().find(|(p, _)| *p == param.id())?.1;

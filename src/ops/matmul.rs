@@ -39,6 +39,42 @@ impl<'t, T: Float> Var<'t, T> {
     }
 }
 
+impl<'t, T: Float> Var<'t, T> {
+    /// `self · rhsᵀ` for `self` [m, k] and `rhs` [n, k], reading `rhs` transposed in place: a linear
+    /// layer with PyTorch's [out, in] weight layout, without copying the weight.
+    /// With Y = A·Bᵀ: ∂/∂A = g·B, ∂/∂B = gᵀ·A.
+    ///
+    /// PyTorch equivalent: `a @ b.T` (what `F.linear` computes).
+    pub fn matmul_t(self, rhs: Var<'t, T>) -> Result<Var<'t, T>> {
+        self.same_tape(rhs, "matmul_t")?;
+        let value = self.value().matmul_t(&rhs.value())?;
+        Ok(self
+            .tape
+            .record("matmul_t", value, &[self, rhs], || MatmulTBackward))
+    }
+}
+
+#[derive(Debug)]
+struct MatmulTBackward;
+
+impl<T: Float> Backward<T> for MatmulTBackward {
+    fn backward(&self, cx: &BackwardCx<'_, T>, g: &Tensor<T>) -> Result<InputGrads<T>> {
+        let (a, b) = (cx.input(0), cx.input(1));
+        Ok(smallvec![
+            grad_if(cx.needs_grad(0), || g.matmul(b))?,
+            grad_if(cx.needs_grad(1), || g.t_matmul(a))?,
+        ])
+    }
+
+    fn backward_graph<'t>(&self, cx: &GraphCx<'t, T>, g: Var<'t, T>) -> Result<InputVars<'t, T>> {
+        let (a, b) = (cx.input(0), cx.input(1));
+        Ok(smallvec![
+            grad_if(cx.needs_grad(0), || g.matmul(b))?,
+            grad_if(cx.needs_grad(1), || g.t()?.matmul(a))?,
+        ])
+    }
+}
+
 #[derive(Debug)]
 struct MatmulBackward;
 

@@ -39,7 +39,7 @@ use crate::tape::{Node, NodeId, Tape, Var};
 use crate::tensor::Tensor;
 
 mod binary;
-mod dropout;
+pub(crate) mod dropout;
 mod layout;
 mod matmul;
 mod nll;

@@ -1,0 +1,56 @@
+//! The lesson's second program: the same task with layers, a loss module and an optimizer, the way
+//! it is written with PyTorch's `nn.Sequential` + `nn.Dropout` + autograd.
+//!
+//! Run: `cargo run --release --example seed_nn`
+
+use rand::SeedableRng;
+use rand_pcg::Pcg64;
+use tapegrad::lesson::{LessonConfig, accuracy};
+use tapegrad::nn::{CrossEntropyLoss, Dropout, Linear, Module, ReLU, Sequential};
+use tapegrad::optim::{Sgd, SgdConfig};
+use tapegrad::{Tape, Tensor};
+
+fn main() -> tapegrad::Result<()> {
+    let config = LessonConfig::default();
+    let (data, _) = config.generate::<f32>()?;
+    let mut rng = Pcg64::seed_from_u64(config.seed);
+    let mut model = Sequential::new()
+        .push(Linear::new(config.d, config.h, &mut rng)?)
+        .push(ReLU)
+        .push(Dropout::new(0.5)?)
+        .push(Linear::new(config.h, config.k, &mut rng)?);
+    let mut sgd = Sgd::new(SgdConfig {
+        lr: 0.5,
+        ..Default::default()
+    })?;
+    let loss_fn = CrossEntropyLoss;
+
+    model.train();
+    for epoch in 1..=200 {
+        let tape = Tape::new();
+        let logits = model.forward(tape.constant(data.x.clone()), &mut rng)?;
+        let loss = loss_fn.forward(logits, &data.labels)?;
+        let grads = loss.backward()?;
+        let (loss_value, acc) = (
+            loss.value().item()?,
+            accuracy(&logits.value(), &data.labels),
+        );
+        drop(tape); // the tape shared the parameters' data; dropping it lets SGD update in place
+        sgd.step(model.params_mut(), &grads)?;
+        if epoch % 50 == 0 {
+            println!("[nn.Dropout]    epoch {epoch:>3} | loss {loss_value:.4} | acc {acc:.3}");
+        }
+    }
+
+    model.eval();
+    let tape = Tape::no_grad();
+    let logits: Tensor<f32> = (*model
+        .forward(tape.constant(data.x.clone()), &mut rng)?
+        .value())
+    .clone();
+    println!(
+        "[eval] accuracy (dropout off): {:.3}",
+        accuracy(&logits, &data.labels)
+    );
+    Ok(())
+}

@@ -1,0 +1,150 @@
+//! Stochastic gradient descent, PyTorch's `torch.optim.SGD`.
+
+use std::collections::HashMap;
+
+use super::{GradSource, check_hyper, check_shape};
+use crate::element::Float;
+use crate::error::Result;
+use crate::param::{Param, ParamId};
+use crate::tensor::Tensor;
+
+/// Settings of [`Sgd`]; the defaults are PyTorch's (no momentum, no decay) with lr 0.01.
+#[derive(Clone, Debug)]
+pub struct SgdConfig {
+    /// Learning rate.
+    pub lr: f64,
+    /// Momentum factor μ.
+    pub momentum: f64,
+    /// Dampening τ of the momentum update.
+    pub dampening: f64,
+    /// Nesterov momentum (needs μ > 0 and τ = 0).
+    pub nesterov: bool,
+    /// L2 penalty λ added to the gradient.
+    pub weight_decay: f64,
+}
+
+impl Default for SgdConfig {
+    fn default() -> Self {
+        SgdConfig {
+            lr: 0.01,
+            momentum: 0.0,
+            dampening: 0.0,
+            nesterov: false,
+            weight_decay: 0.0,
+        }
+    }
+}
+
+/// SGD with PyTorch's update, for each parameter θ with gradient g:
+///
+/// ```text
+/// g ← g + λθ                                  (weight decay)
+/// b ← g                 on the first step,    (momentum buffer)
+/// b ← μb + (1 − τ)g     after
+/// g ← g + μb  if nesterov, else g ← b
+/// θ ← θ − lr·g
+/// ```
+#[derive(Debug)]
+pub struct Sgd<T: Float> {
+    config: SgdConfig,
+    buffers: HashMap<ParamId, Tensor<T>>,
+}
+
+impl<T: Float> Sgd<T> {
+    /// An optimizer with these settings; fails on the values PyTorch rejects.
+    pub fn new(config: SgdConfig) -> Result<Self> {
+        let op = "SGD";
+        check_hyper(op, "lr", config.lr, config.lr >= 0.0, "must be >= 0")?;
+        check_hyper(
+            op,
+            "momentum",
+            config.momentum,
+            config.momentum >= 0.0,
+            "must be >= 0",
+        )?;
+        check_hyper(
+            op,
+            "weight_decay",
+            config.weight_decay,
+            config.weight_decay >= 0.0,
+            "must be >= 0",
+        )?;
+        if config.nesterov {
+            check_hyper(
+                op,
+                "momentum",
+                config.momentum,
+                config.momentum > 0.0,
+                "Nesterov needs momentum > 0",
+            )?;
+            check_hyper(
+                op,
+                "dampening",
+                config.dampening,
+                config.dampening == 0.0,
+                "Nesterov needs dampening 0",
+            )?;
+        }
+        Ok(Sgd {
+            config,
+            buffers: HashMap::new(),
+        })
+    }
+
+    /// The learning rate.
+    pub fn lr(&self) -> f64 {
+        self.config.lr
+    }
+
+    /// Changes the learning rate for the following steps (a schedule).
+    pub fn set_lr(&mut self, lr: f64) {
+        self.config.lr = lr;
+    }
+
+    /// One update of every parameter that has a gradient in `grads`.
+    pub fn step<'p>(
+        &mut self,
+        params: impl IntoIterator<Item = &'p mut Param<T>>,
+        grads: &impl GradSource<T>,
+    ) -> Result<()> {
+        let c = &self.config;
+        let (lr, momentum) = (T::from_f64(c.lr), T::from_f64(c.momentum));
+        let (decay, damp) = (T::from_f64(c.weight_decay), T::from_f64(1.0 - c.dampening));
+        for param in params {
+            let Some(grad) = grads.grad(param) else {
+                continue;
+            };
+            check_shape("SGD", param, grad)?;
+            let mut g = grad.clone();
+            if c.weight_decay != 0.0 {
+                for (gi, &p) in g.data_mut().iter_mut().zip(param.value().data()) {
+                    *gi += decay * p;
+                }
+            }
+            if c.momentum != 0.0 {
+                match self.buffers.get_mut(&param.id()) {
+                    Some(buf) => {
+                        for (b, &gi) in buf.data_mut().iter_mut().zip(g.data()) {
+                            *b = momentum * *b + damp * gi;
+                        }
+                    }
+                    None => {
+                        self.buffers.insert(param.id(), g.clone());
+                    }
+                }
+                let buf = &self.buffers[&param.id()];
+                if c.nesterov {
+                    for (gi, &b) in g.data_mut().iter_mut().zip(buf.data()) {
+                        *gi += momentum * b;
+                    }
+                } else {
+                    g.data_mut().copy_from_slice(buf.data());
+                }
+            }
+            for (p, &gi) in param.value_mut().data_mut().iter_mut().zip(g.data()) {
+                *p -= lr * gi;
+            }
+        }
+        Ok(())
+    }
+}
