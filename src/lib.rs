@@ -51,6 +51,7 @@
 #![deny(unsafe_code)]
 
 pub mod bitmask;
+pub mod datasets;
 mod element;
 mod error;
 pub mod gradcheck;

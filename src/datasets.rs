@@ -1,0 +1,157 @@
+//! Small real data sets shipped with the crate.
+//!
+//! [`Digits`]: the UCI handwritten digits (1,797 8×8 images, 10 classes), stored in
+//! `data/digits/digits.txt` with its licence and attribution in `data/digits/README.md`.
+
+use std::path::Path;
+
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_pcg::Pcg64;
+
+use crate::element::Float;
+use crate::error::{Error, Result};
+use crate::tensor::Tensor;
+
+/// Pixels per image (8×8).
+pub const DIGIT_PIXELS: usize = 64;
+
+/// The handwritten digits: images of 64 pixel counts in 0..=16, and labels 0..=9.
+///
+/// ```
+/// use tapegrad::datasets::Digits;
+/// let digits = Digits::parse("# a comment\n7 0000000000000000000000000000000000000000000000000000000000000g0g\n", "inline")?;
+/// assert_eq!((digits.len(), digits.labels[0], digits.images[0][63]), (1, 7, 16));
+/// let err = Digits::parse("7 00\n", "inline").unwrap_err();
+/// assert_eq!(err.to_string(), "inline:1: expected 64 pixels, found 2");
+/// # Ok::<(), tapegrad::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct Digits {
+    /// Pixel counts (0..=16), row by row.
+    pub images: Vec<[u8; DIGIT_PIXELS]>,
+    /// Labels (0..=9).
+    pub labels: Vec<u8>,
+}
+
+/// One side of a split: features scaled to [0, 1] and labels.
+#[derive(Clone, Debug)]
+pub struct Split<T: Float> {
+    /// Features, [n, 64], pixel counts divided by 16.
+    pub x: Tensor<T>,
+    /// Labels.
+    pub labels: Vec<usize>,
+}
+
+impl Digits {
+    /// The path of the shipped file, relative to the crate root.
+    pub const SHIPPED: &'static str =
+        concat!(env!("CARGO_MANIFEST_DIR"), "/data/digits/digits.txt");
+
+    /// Reads the shipped data set.
+    pub fn load_shipped() -> Result<Digits> {
+        Self::load(Self::SHIPPED)
+    }
+
+    /// Reads and validates a digits file.
+    pub fn load(path: impl AsRef<Path>) -> Result<Digits> {
+        let name = path.as_ref().display().to_string();
+        let text = std::fs::read_to_string(path.as_ref()).map_err(|source| Error::Io {
+            op: "Digits::load",
+            path: name.clone(),
+            source,
+        })?;
+        Self::parse(&text, &name)
+    }
+
+    /// Parses the text format: `#` comment lines, then one image per line, `label` (0–9), a space,
+    /// and 64 base-17 digits (`0`–`9`, `a`–`g`). Any malformed line is an error naming `source` and
+    /// its 1-based line number.
+    pub fn parse(text: &str, source: &str) -> Result<Digits> {
+        let bad = |line: usize, reason: String| Error::BadData {
+            path: source.to_string(),
+            line,
+            reason,
+        };
+        let mut digits = Digits {
+            images: Vec::new(),
+            labels: Vec::new(),
+        };
+        for (index, line) in text.lines().enumerate() {
+            let number = index + 1;
+            let line = line.trim_end();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (label, pixels) = line
+                .split_once(' ')
+                .ok_or_else(|| bad(number, "expected `label pixels`".to_string()))?;
+            let label = match label.as_bytes() {
+                [d @ b'0'..=b'9'] => d - b'0',
+                _ => return Err(bad(number, format!("label `{label}` is not a digit 0-9"))),
+            };
+            if pixels.len() != DIGIT_PIXELS {
+                return Err(bad(
+                    number,
+                    format!("expected {DIGIT_PIXELS} pixels, found {}", pixels.len()),
+                ));
+            }
+            let mut image = [0u8; DIGIT_PIXELS];
+            for (slot, (column, c)) in image.iter_mut().zip(pixels.chars().enumerate()) {
+                *slot = c
+                    .to_digit(17)
+                    .and_then(|v| u8::try_from(v).ok())
+                    .ok_or_else(|| {
+                        bad(
+                            number,
+                            format!("pixel {column} is `{c}`, not a base-17 digit 0-g"),
+                        )
+                    })?;
+            }
+            digits.images.push(image);
+            digits.labels.push(label);
+        }
+        if digits.images.is_empty() {
+            return Err(bad(0, "no images".to_string()));
+        }
+        Ok(digits)
+    }
+
+    /// Number of images.
+    pub fn len(&self) -> usize {
+        self.images.len()
+    }
+
+    /// Whether there are no images.
+    pub fn is_empty(&self) -> bool {
+        self.images.is_empty()
+    }
+
+    /// The images at `indices` as features scaled to [0, 1], with their labels.
+    pub fn subset<T: Float>(&self, indices: &[usize]) -> Result<Split<T>> {
+        let mut data = Vec::with_capacity(indices.len() * DIGIT_PIXELS);
+        let mut labels = Vec::with_capacity(indices.len());
+        let scale = T::ONE / T::from_f64(16.0);
+        for &i in indices {
+            let image = self.images.get(i).ok_or_else(|| Error::IndexOutOfBounds {
+                index: vec![i],
+                shape: crate::Shape::new(&[self.len()]).unwrap_or_default(),
+            })?;
+            data.extend(image.iter().map(|&p| T::from_f64(f64::from(p)) * scale));
+            labels.push(usize::from(self.labels[i]));
+        }
+        Ok(Split {
+            x: Tensor::from_vec(data, &[indices.len(), DIGIT_PIXELS])?,
+            labels,
+        })
+    }
+
+    /// A shuffled split into `test_count` test images and the rest for training, fixed by `seed`.
+    pub fn split<T: Float>(&self, test_count: usize, seed: u64) -> Result<(Split<T>, Split<T>)> {
+        let mut order: Vec<usize> = (0..self.len()).collect();
+        order.shuffle(&mut Pcg64::seed_from_u64(seed));
+        let test_count = test_count.min(self.len());
+        let (test, train) = order.split_at(test_count);
+        Ok((self.subset(train)?, self.subset(test)?))
+    }
+}
