@@ -1,12 +1,13 @@
 //! The lesson's second program: the same task with layers, a loss module and an optimizer, the way
 //! it is written with PyTorch's `nn.Sequential` + `nn.Dropout` + autograd.
 //!
-//! Run: `cargo run --release --example seed_nn`
+//! Run: `cargo run --release --example seed_nn` (add `-- --save model.safetensors` to write the
+//! trained parameters; `tests/golden/load_in_pytorch.py` loads such a file into PyTorch).
 
 use rand::SeedableRng;
 use rand_pcg::Pcg64;
 use tapegrad::lesson::{LessonConfig, accuracy};
-use tapegrad::nn::{CrossEntropyLoss, Dropout, Linear, Module, ReLU, Sequential};
+use tapegrad::nn::{CrossEntropyLoss, Dropout, Linear, Module, ReLU, Sequential, save_safetensors};
 use tapegrad::optim::{Sgd, SgdConfig};
 use tapegrad::{Tape, Tensor};
 
@@ -52,5 +53,16 @@ fn main() -> tapegrad::Result<()> {
         "[eval] accuracy (dropout off): {:.3}",
         accuracy(&logits, &data.labels)
     );
+    if let Some(path) = std::env::args().skip_while(|a| a != "--save").nth(1) {
+        save_safetensors(&model, &path)?;
+        // A fixed input both engines can build, to compare the loaded model's output.
+        let ones = tape.constant(Tensor::ones(&[1, config.d])?);
+        let out = model.forward(ones, &mut rng)?.value();
+        let shown: Vec<String> = out.data().iter().map(|v| format!("{v:.5}")).collect();
+        println!(
+            "saved to {path}; logits for an input of ones: [{}]",
+            shown.join(", ")
+        );
+    }
     Ok(())
 }
