@@ -350,10 +350,8 @@ where
             if out.requires_grad() {
                 let mut seed_grad = Tensor::full_shape(out_shape.clone(), 0.0);
                 seed_grad.data_mut()[j] = 1.0;
-                let grads = out.backward_with(BackwardOptions {
-                    seed: Some(seed_grad),
-                    retain_graph: true,
-                })?;
+                let grads =
+                    out.backward_with(BackwardOptions::new().seed(seed_grad).retain_graph(true))?;
                 for (k, var) in vars.iter().enumerate() {
                     if let Some(g) = grads.get(*var) {
                         let n = g.numel();

@@ -2,6 +2,7 @@
 
 use crate::element::Float;
 use crate::error::{Error, Result};
+use crate::inspect::BackwardTrace;
 use crate::param::{Param, ParamId};
 use crate::tape::{NodeId, Tape, Var};
 use crate::tensor::Tensor;
@@ -15,6 +16,7 @@ pub struct Gradients<T: Float> {
     tape_id: u64,
     grads: Vec<Option<Tensor<T>>>,
     params: Vec<(ParamId, NodeId)>,
+    trace: Option<BackwardTrace>,
 }
 
 impl<T: Float> Gradients<T> {
@@ -27,7 +29,19 @@ impl<T: Float> Gradients<T> {
             tape_id,
             grads,
             params,
+            trace: None,
         }
+    }
+
+    pub(crate) fn with_trace(mut self, trace: Option<BackwardTrace>) -> Self {
+        self.trace = trace;
+        self
+    }
+
+    /// The record of the backward pass, if it was asked for with
+    /// [`BackwardOptions::trace`](crate::BackwardOptions::trace).
+    pub fn trace(&self) -> Option<&BackwardTrace> {
+        self.trace.as_ref()
     }
 
     /// The gradient of the loss with respect to `var`, or `None` if it received none or belongs to

@@ -16,6 +16,7 @@ use smallvec::SmallVec;
 use crate::element::Float;
 use crate::error::{Error, Result};
 use crate::grads::{Gradients, GraphGradients};
+use crate::inspect::{BackwardTrace, TensorSummary, TraceStep};
 use crate::ops::{Backward, BackwardCx, GraphCx};
 use crate::param::{Param, ParamId};
 use crate::shape::Shape;
@@ -56,6 +57,8 @@ pub(crate) struct Node<T: Float> {
     pub(crate) op: Option<Arc<dyn Backward<T>>>,
     pub(crate) requires_grad: bool,
     pub(crate) kind: NodeKind,
+    /// A parameter's name, for inspection.
+    pub(crate) label: Option<Box<str>>,
 }
 
 /// An append-only record of one forward pass. Make one per training step.
@@ -150,6 +153,7 @@ impl<T: Float> Tape<T> {
             NodeKind::Param(param.id()),
             self.grad_enabled,
         );
+        self.nodes.borrow_mut()[var.id.index()].label = Some(param.name().into());
         self.params.borrow_mut().push((param.id(), var.id));
         var
     }
@@ -167,6 +171,7 @@ impl<T: Float> Tape<T> {
             op: None,
             requires_grad,
             kind,
+            label: None,
         })
     }
 
@@ -200,6 +205,7 @@ impl<T: Float> Tape<T> {
             op,
             requires_grad,
             kind: NodeKind::Op,
+            label: None,
         })
     }
 
@@ -243,7 +249,7 @@ impl<T: Float> Tape<T> {
         &self,
         root: NodeId,
         seed: Tensor<T>,
-        retain_graph: bool,
+        options: &BackwardOptions<T>,
     ) -> Result<Gradients<T>> {
         if self.released.get() {
             return Err(Error::BackwardTwice);
@@ -254,6 +260,7 @@ impl<T: Float> Tape<T> {
         }
         let mut grads: Vec<Option<Tensor<T>>> = (0..=root.index()).map(|_| None).collect();
         grads[root.index()] = Some(seed);
+        let mut trace = options.trace.then(BackwardTrace::default);
         for id in (0..=root.index()).rev() {
             let node = &nodes[id];
             let (Some(op), Some(grad)) = (&node.op, &grads[id]) else {
@@ -265,6 +272,9 @@ impl<T: Float> Tape<T> {
                 output: NodeId(id as u32),
             };
             let input_grads = op.backward(&cx, grad)?;
+            let mut step = trace
+                .as_ref()
+                .map(|_| TraceStep::new(NodeId(id as u32), node.name, grad));
             for (&input, grad) in node.inputs.iter().zip(input_grads) {
                 let Some(grad) = grad else { continue };
                 let target = &nodes[input.index()];
@@ -272,21 +282,27 @@ impl<T: Float> Tape<T> {
                     continue;
                 }
                 check_grad_shape(node.name, &target.value, &grad)?;
+                if let Some(step) = step.as_mut() {
+                    step.sent.push((input, TensorSummary::of(&grad)));
+                }
                 // Accumulate, never assign: a value used twice gets both contributions.
                 match &mut grads[input.index()] {
                     Some(sum) => sum.add_assign_same_shape(&grad),
                     slot @ None => *slot = Some(grad),
                 }
             }
+            if let (Some(trace), Some(step)) = (trace.as_mut(), step) {
+                trace.steps.push(step);
+            }
         }
         drop(nodes);
-        if !retain_graph {
+        if !options.retain_graph {
             for node in self.nodes.borrow_mut().iter_mut() {
                 node.op = None;
             }
             self.released.set(true);
         }
-        Ok(Gradients::new(self.id, grads, self.params.borrow().clone()))
+        Ok(Gradients::new(self.id, grads, self.params.borrow().clone()).with_trace(trace))
     }
 
     /// The reverse walk with every backward rule itself recorded on this tape, so that the
@@ -364,6 +380,16 @@ impl<T: Float> fmt::Debug for Tape<T> {
 }
 
 /// Options of a backward pass.
+///
+/// ```
+/// use tapegrad::{BackwardOptions, Tape, Tensor};
+/// let tape = Tape::new();
+/// let x = tape.leaf(Tensor::from_vec(vec![1.0f64, 2.0], &[2])?);
+/// let y = x.exp()?;
+/// let grads = y.backward_with(BackwardOptions::new().seed(Tensor::ones(&[2])?).trace(true))?;
+/// println!("{}", grads.trace().expect("asked for"));
+/// # Ok::<(), tapegrad::Error>(())
+/// ```
 #[derive(Clone, Debug, Default)]
 pub struct BackwardOptions<T: Float> {
     /// The gradient of the final value with respect to itself; required when that value has more
@@ -371,6 +397,37 @@ pub struct BackwardOptions<T: Float> {
     pub seed: Option<Tensor<T>>,
     /// Keep the saved state so the tape can be walked backward again (PyTorch's `retain_graph`).
     pub retain_graph: bool,
+    /// Record what flowed backward through every node (see [`BackwardTrace`]).
+    pub trace: bool,
+}
+
+impl<T: Float> BackwardOptions<T> {
+    /// The defaults: seed 1, release the saved state, no trace.
+    pub fn new() -> Self {
+        BackwardOptions {
+            seed: None,
+            retain_graph: false,
+            trace: false,
+        }
+    }
+
+    /// Sets the seed gradient.
+    pub fn seed(mut self, seed: Tensor<T>) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// Keeps the saved state for another backward pass.
+    pub fn retain_graph(mut self, retain: bool) -> Self {
+        self.retain_graph = retain;
+        self
+    }
+
+    /// Records a [`BackwardTrace`].
+    pub fn trace(mut self, trace: bool) -> Self {
+        self.trace = trace;
+        self
+    }
 }
 
 /// A handle to a value on a tape: cheap to copy, tied to the tape by its lifetime.
@@ -428,10 +485,10 @@ impl<'t, T: Float> Var<'t, T> {
     }
 
     /// [`Var::backward`] with a seed gradient (for a non-scalar value) or `retain_graph`.
-    pub fn backward_with(self, options: BackwardOptions<T>) -> Result<Gradients<T>> {
+    pub fn backward_with(self, mut options: BackwardOptions<T>) -> Result<Gradients<T>> {
         let value = self.value();
-        let seed = self.seed_tensor(&value, options.seed)?;
-        self.tape.run_backward(self.id, seed, options.retain_graph)
+        let seed = self.seed_tensor(&value, options.seed.take())?;
+        self.tape.run_backward(self.id, seed, &options)
     }
 
     fn seed_tensor(self, value: &Tensor<T>, seed: Option<Tensor<T>>) -> Result<Tensor<T>> {

@@ -73,10 +73,11 @@ fn backward_reuses_the_saved_mask() {
     // Draw more numbers from the same generator before backward: backward must not draw a new mask.
     let _ = rng.next_u64();
     let grads = y
-        .backward_with(tapegrad::BackwardOptions {
-            seed: Some(g.clone()),
-            retain_graph: false,
-        })
+        .backward_with(
+            tapegrad::BackwardOptions::new()
+                .seed(g.clone())
+                .retain_graph(false),
+        )
         .unwrap();
     for (i, (&dx, &gi)) in grads
         .wrt(x)

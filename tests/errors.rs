@@ -174,18 +174,12 @@ fn backward_on_a_non_scalar_needs_a_seed_of_the_right_shape() {
     let tape = Tape::new();
     let y = tape.leaf(t(&[2, 3])).exp().unwrap();
     assert!(matches!(y.backward(), Err(Error::NonScalarLoss { .. })));
-    let wrong = BackwardOptions {
-        seed: Some(t(&[3, 2])),
-        retain_graph: false,
-    };
+    let wrong = BackwardOptions::new().seed(t(&[3, 2])).retain_graph(false);
     assert!(matches!(
         y.backward_with(wrong),
         Err(Error::SeedShape { .. })
     ));
-    let right = BackwardOptions {
-        seed: Some(t(&[2, 3])),
-        retain_graph: false,
-    };
+    let right = BackwardOptions::new().seed(t(&[2, 3])).retain_graph(false);
     assert!(y.backward_with(right).is_ok());
 }
 
@@ -195,10 +189,7 @@ fn backward_twice_unless_retained() {
     let x = tape.leaf(t(&[3]));
     let loss = x.exp().unwrap().sum().unwrap();
     let kept = loss
-        .backward_with(BackwardOptions {
-            seed: None,
-            retain_graph: true,
-        })
+        .backward_with(BackwardOptions::new().retain_graph(true))
         .unwrap();
     let again = loss.backward().unwrap();
     assert_eq!(kept.wrt(x).unwrap(), again.wrt(x).unwrap());

@@ -119,10 +119,7 @@ fn recorded_backward_agrees_with_plain_backward_for_every_op() {
                     .map(|&x| grads.wrt(x).ok().map(|g| (*g.value()).clone()))
                     .collect()
             } else {
-                let options = BackwardOptions {
-                    seed: Some(seed),
-                    retain_graph: false,
-                };
+                let options = BackwardOptions::new().seed(seed).retain_graph(false);
                 let grads = y.backward_with(options).unwrap();
                 vars.iter().map(|&x| grads.get(x).cloned()).collect()
             }

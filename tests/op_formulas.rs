@@ -7,11 +7,8 @@ use tapegrad::{BackwardOptions, Tape, Tensor};
 
 /// Runs backward from `y` with the seed gradient `g` and returns the tape's gradients.
 fn backward_with_seed(y: tapegrad::Var<'_, f64>, g: &Tensor<f64>) -> tapegrad::Gradients<f64> {
-    y.backward_with(BackwardOptions {
-        seed: Some(g.clone()),
-        retain_graph: false,
-    })
-    .unwrap()
+    y.backward_with(BackwardOptions::new().seed(g.clone()).retain_graph(false))
+        .unwrap()
 }
 
 #[test]

@@ -184,6 +184,15 @@ impl<T: Float> Backward<T> for MaskBackward<T> {
         self.mask.bytes() + std::mem::size_of::<T>()
     }
 
+    fn describe_saved(&self) -> String {
+        format!(
+            "mask {} bits ({} kept), scale {}",
+            self.mask.len(),
+            self.mask.count_ones(),
+            self.scale
+        )
+    }
+
     fn saved_mask(&self) -> Option<(&BitMask, f64)> {
         Some((&self.mask, self.scale.to_f64()))
     }

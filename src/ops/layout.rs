@@ -72,6 +72,10 @@ impl<T: Float> Backward<T> for TransposeBackward {
     fn saved_bytes(&self) -> usize {
         2 * std::mem::size_of::<isize>()
     }
+
+    fn describe_saved(&self) -> String {
+        format!("axes {} and {}", self.axis0, self.axis1)
+    }
 }
 
 /// Saves nothing: the input's dimensions are on the tape.

@@ -73,6 +73,11 @@ pub trait Backward<T: Float>: fmt::Debug + Send + Sync + 'static {
         0
     }
 
+    /// The saved state in words, for inspection (`Display` of a tape); empty if only input ids.
+    fn describe_saved(&self) -> String {
+        String::new()
+    }
+
     /// The saved mask and its scale, for ops that keep one (dropout, ReLU).
     fn saved_mask(&self) -> Option<(&BitMask, f64)> {
         None

@@ -160,4 +160,8 @@ impl<T: Float> Backward<T> for NllBackward {
     fn saved_bytes(&self) -> usize {
         self.labels.len() * std::mem::size_of::<usize>() + std::mem::size_of::<usize>()
     }
+
+    fn describe_saved(&self) -> String {
+        format!("{} labels, {} classes", self.labels.len(), self.classes)
+    }
 }

@@ -74,4 +74,8 @@ impl<T: Float> Backward<T> for MulScalarBackward<T> {
     fn saved_bytes(&self) -> usize {
         std::mem::size_of::<T>()
     }
+
+    fn describe_saved(&self) -> String {
+        format!("factor {}", self.c)
+    }
 }

@@ -127,6 +127,10 @@ impl<T: Float> Backward<T> for LogSoftmaxBackward {
     fn saved_bytes(&self) -> usize {
         std::mem::size_of::<usize>()
     }
+
+    fn describe_saved(&self) -> String {
+        format!("row length {} (reads its output)", self.n)
+    }
 }
 
 /// Saves the row length; the output p is on the tape.
@@ -158,5 +162,9 @@ impl<T: Float> Backward<T> for SoftmaxBackward {
 
     fn saved_bytes(&self) -> usize {
         std::mem::size_of::<usize>()
+    }
+
+    fn describe_saved(&self) -> String {
+        format!("row length {} (reads its output)", self.n)
     }
 }
