@@ -2,8 +2,9 @@
 //! with Adam on a fixed, seeded train/test split, once without and once with dropout, printing the
 //! curves and writing them to a CSV file.
 //!
-//! Run: `cargo run --release --example digits` (add `-- --csv PATH` to choose where the CSV goes;
-//! the default is `target/digits_curves.csv`).
+//! Run: `cargo run --release --example digits` (add `-- --csv PATH` to choose where the CSV goes,
+//! default `target/digits_curves.csv`, and `--plots DIR` to draw the curves as SVG charts; the guide's
+//! charts are `--plots docs/img`).
 
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -99,6 +100,47 @@ fn train(name: &str, p: f64, train: &Split<f32>, test: &Split<f32>) -> Result<Ve
     Ok(rows)
 }
 
+/// Draws one chart: a train and a test curve for each variant.
+fn chart(
+    path: &std::path::Path,
+    title: &str,
+    y_range: std::ops::Range<f64>,
+    curves: [(&str, &[Row]); 2],
+    pick: fn(&Row) -> (f64, f64),
+) -> std::result::Result<(), Box<dyn std::error::Error>> {
+    use plotters::prelude::*;
+    let root = SVGBackend::new(path, (720, 440)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(52)
+        .build_cartesian_2d(1f64..EPOCHS as f64, y_range)?;
+    chart.configure_mesh().x_desc("epoch").draw()?;
+    for ((name, rows), color) in curves.into_iter().zip([RED, BLUE]) {
+        for (which, width) in [("train", 1), ("test", 3)] {
+            let points = rows.iter().map(|r| {
+                let (train, test) = pick(r);
+                (r.epoch as f64, if which == "train" { train } else { test })
+            });
+            let style = ShapeStyle::from(&color.mix(if width == 1 { 0.5 } else { 1.0 }))
+                .stroke_width(width);
+            chart
+                .draw_series(LineSeries::new(points, style))?
+                .label(format!("{name}, {which}"))
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
+        }
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let csv_path = std::env::args()
         .skip_while(|a| a != "--csv")
@@ -132,6 +174,37 @@ fn main() -> Result<()> {
         path: csv_path.clone(),
         source,
     })?;
+
+    if let Some(dir) = std::env::args().skip_while(|a| a != "--plots").nth(1) {
+        let dir = std::path::Path::new(&dir);
+        std::fs::create_dir_all(dir).ok();
+        let curves = [
+            ("no dropout", plain.as_slice()),
+            ("dropout 0.5", dropped.as_slice()),
+        ];
+        let loss_chart = dir.join("digits_loss.svg");
+        let accuracy_chart = dir.join("digits_accuracy.svg");
+        let drawn = chart(
+            &loss_chart,
+            "Digits: cross-entropy loss",
+            0.0..0.6,
+            curves,
+            |r| (r.train_loss, r.test_loss),
+        )
+        .and_then(|()| {
+            chart(
+                &accuracy_chart,
+                "Digits: accuracy",
+                0.9..1.001,
+                curves,
+                |r| (r.train_acc, r.test_acc),
+            )
+        });
+        match drawn {
+            Ok(()) => println!("charts written to {}", dir.display()),
+            Err(e) => eprintln!("could not draw the charts: {e}"),
+        }
+    }
 
     let (a, b) = (
         plain.last().expect("EPOCHS > 0"),

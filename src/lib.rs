@@ -82,3 +82,22 @@ pub use shape::Shape;
 pub use tape::{BackwardOptions, NodeId, NodeKind, Tape, Var};
 pub use tensor::Tensor;
 pub use threads::{num_threads, set_num_threads};
+
+/// The README's and the guide's code blocks, compiled and run as doc tests.
+#[cfg(doctest)]
+mod guide {
+    #[doc = include_str!("../README.md")]
+    struct Readme;
+    #[doc = include_str!("../docs/autograd.md")]
+    struct Autograd;
+    #[doc = include_str!("../docs/derivations.md")]
+    struct Derivations;
+    #[doc = include_str!("../docs/dropout.md")]
+    struct Dropout;
+    #[doc = include_str!("../docs/gradcheck.md")]
+    struct Gradcheck;
+    #[doc = include_str!("../docs/custom-op.md")]
+    struct CustomOp;
+    #[doc = include_str!("../docs/higher-order.md")]
+    struct HigherOrder;
+}

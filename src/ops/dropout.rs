@@ -131,9 +131,11 @@ impl<'t, T: Float> Var<'t, T> {
         }
         let mut out = Tensor::full_shape(x.shape().clone(), T::ZERO);
         mask.apply(x.data(), scale, out.data_mut())?;
-        Ok(self
-            .tape
-            .record(name, out, &[self], || MaskBackward { mask, scale }))
+        Ok(self.tape.record(name, out, &[self], || MaskBackward {
+            mask,
+            scale,
+            set_means: "kept",
+        }))
     }
 
     /// The mask and scale a dropout (or ReLU) node saved, for teaching, tests and gradcheck.
@@ -162,6 +164,8 @@ impl<'t, T: Float> Var<'t, T> {
 pub(crate) struct MaskBackward<T> {
     pub(crate) mask: Arc<BitMask>,
     pub(crate) scale: T,
+    /// What a set bit means, for inspection ("kept" for dropout, "x > 0" for ReLU).
+    pub(crate) set_means: &'static str,
 }
 
 impl<T: Float> Backward<T> for MaskBackward<T> {
@@ -186,9 +190,10 @@ impl<T: Float> Backward<T> for MaskBackward<T> {
 
     fn describe_saved(&self) -> String {
         format!(
-            "mask {} bits ({} kept), scale {}",
+            "mask {} bits ({} {}), scale {}",
             self.mask.len(),
             self.mask.count_ones(),
+            self.set_means,
             self.scale
         )
     }

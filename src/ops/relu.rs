@@ -37,6 +37,7 @@ impl<'t, T: Float> Var<'t, T> {
         Ok(self.tape.record("relu", value, &[self], || MaskBackward {
             mask: Arc::new(BitMask::from_predicate(x.data(), |v| v > T::ZERO)),
             scale: T::ONE,
+            set_means: "x > 0",
         }))
     }
 }
