@@ -5,6 +5,9 @@
 
 use rand::Rng;
 use rand_pcg::Pcg64;
+use rayon::prelude::*;
+
+use crate::kernels::pool;
 
 /// Elements per independent random stream. Fixed, so a mask never depends on how it is computed.
 pub const MASK_CHUNK: usize = 1 << 14;
@@ -61,6 +64,14 @@ impl BitMask {
         mask
     }
 
+    /// A mask from packed words (bit i of word i/64); bits past `len` are cleared.
+    pub(crate) fn from_words(words: Vec<u64>, len: usize) -> Self {
+        debug_assert_eq!(words.len(), len.div_ceil(64));
+        let mut mask = BitMask { words, len };
+        mask.clear_tail();
+        mask
+    }
+
     /// A mask from booleans.
     pub fn from_bools(bits: &[bool]) -> Self {
         Self::from_fn(bits.len(), |i| bits[i])
@@ -74,15 +85,60 @@ impl BitMask {
     /// `round(keep_prob · 2³²)`: the keep probability is exact to 2⁻³², and 0 and 1 are exact.
     /// `keep_prob` is clamped to `[0, 1]`; callers validate it.
     pub fn bernoulli<R: Rng + ?Sized>(len: usize, keep_prob: f64, rng: &mut R) -> Self {
-        let seed = rng.next_u64();
-        let threshold = (keep_prob.clamp(0.0, 1.0) * 4_294_967_296.0).round() as u64;
+        let (seed, threshold) = (rng.next_u64(), keep_threshold(keep_prob));
         let mut mask = Self::zeros(len);
-        let words_per_chunk = MASK_CHUNK / 64;
-        for (chunk, words) in mask.words.chunks_mut(words_per_chunk).enumerate() {
-            fill_chunk(words, seed, chunk as u64, threshold);
+        let fill =
+            |(chunk, words): (usize, &mut [u64])| fill_chunk(words, seed, chunk as u64, threshold);
+        if crate::tensor::parallel(len) {
+            mask.words
+                .par_chunks_mut(WORDS_PER_CHUNK)
+                .enumerate()
+                .for_each(fill);
+        } else {
+            mask.words
+                .chunks_mut(WORDS_PER_CHUNK)
+                .enumerate()
+                .for_each(fill);
         }
         mask.clear_tail();
         mask
+    }
+
+    /// [`BitMask::bernoulli`] and [`BitMask::apply`] in one pass: each chunk's bits are drawn and
+    /// applied to that chunk of `x` while it is in cache, chunks in parallel for large inputs. Returns
+    /// the same mask `bernoulli` would draw from the same generator state, and `m ⊙ x · scale`.
+    pub(crate) fn bernoulli_apply<T: crate::Float, R: Rng + ?Sized>(
+        x: &[T],
+        keep_prob: f64,
+        scale: T,
+        rng: &mut R,
+    ) -> (Self, Vec<T>) {
+        let (seed, threshold) = (rng.next_u64(), keep_threshold(keep_prob));
+        let mut mask = Self::zeros(x.len());
+        let mut out = pool::dirty(x.len());
+        let work = |(chunk, ((words, xs), outs)): ChunkWork<'_, T>| {
+            fill_chunk(words, seed, chunk as u64, threshold);
+            apply_words(words, xs, scale, outs);
+        };
+        if crate::tensor::parallel(x.len()) {
+            (mask
+                .words
+                .par_chunks_mut(WORDS_PER_CHUNK)
+                .zip(x.par_chunks(MASK_CHUNK)))
+            .zip(out.par_chunks_mut(MASK_CHUNK))
+            .enumerate()
+            .for_each(work);
+        } else {
+            (mask
+                .words
+                .chunks_mut(WORDS_PER_CHUNK)
+                .zip(x.chunks(MASK_CHUNK)))
+            .zip(out.chunks_mut(MASK_CHUNK))
+            .enumerate()
+            .for_each(work);
+        }
+        mask.clear_tail();
+        (mask, out)
     }
 
     /// Number of bits.
@@ -153,12 +209,35 @@ impl BitMask {
                 shape: crate::Shape::new(&[x.len().max(out.len())])?,
             });
         }
-        for ((&word, xs), outs) in self.words.iter().zip(x.chunks(64)).zip(out.chunks_mut(64)) {
-            for (b, (&xi, o)) in xs.iter().zip(outs.iter_mut()).enumerate() {
-                *o = (xi * scale).keep_or_zero(word >> b & 1 == 1);
-            }
+        if crate::tensor::parallel(x.len()) {
+            (self
+                .words
+                .par_chunks(WORDS_PER_CHUNK)
+                .zip(x.par_chunks(MASK_CHUNK)))
+            .zip(out.par_chunks_mut(MASK_CHUNK))
+            .for_each(|((words, xs), outs)| apply_words(words, xs, scale, outs));
+        } else {
+            apply_words(&self.words, x, scale, out);
         }
         Ok(())
+    }
+}
+
+/// One chunk's share of a fused draw-and-apply: (chunk index, ((mask words, input), output)).
+type ChunkWork<'a, T> = (usize, ((&'a mut [u64], &'a [T]), &'a mut [T]));
+
+/// Words of mask per chunk of [`MASK_CHUNK`] elements.
+const WORDS_PER_CHUNK: usize = MASK_CHUNK / 64;
+
+/// The 32-bit comparison threshold for keeping with probability `keep_prob` (clamped to [0, 1]).
+fn keep_threshold(keep_prob: f64) -> u64 {
+    (keep_prob.clamp(0.0, 1.0) * 4_294_967_296.0).round() as u64
+}
+
+/// `out[i] = x[i] · scale` where bit i of `words` is set, else exactly 0, without branches.
+fn apply_words<T: crate::Float>(words: &[u64], x: &[T], scale: T, out: &mut [T]) {
+    for ((&word, xs), outs) in words.iter().zip(x.chunks(64)).zip(out.chunks_mut(64)) {
+        T::apply_mask_word(word, xs, scale, outs);
     }
 }
 

@@ -74,6 +74,18 @@ pub trait Float:
     fn extend_le_bytes(self, out: &mut Vec<u8>);
     /// Reads a value from exactly [`Float::BYTES`] little-endian bytes.
     fn from_le_slice(bytes: &[u8]) -> Self;
+    /// `out[i] = x[i] · scale` where bit i of `word` is set, else exactly +0.0; `x` and `out` hold
+    /// at most 64 elements. A table turns each byte of the word into eight lane masks, so the loop is
+    /// a multiply and a bitwise AND per element, which vectorises without AVX2's variable shifts.
+    #[doc(hidden)]
+    fn apply_mask_word(word: u64, x: &[Self], scale: Self, out: &mut [Self]);
+    /// ReLU's forward in one pass: `out[i] = max(x[i], 0)` (a NaN stays NaN, as in PyTorch) and
+    /// the packed bits [x[i] > 0], 64 to a word, which backward needs.
+    #[doc(hidden)]
+    fn relu_words(x: &[Self], out: &mut [Self]) -> Vec<u64>;
+    /// Runs `f` with this thread's cache of large buffers of this type (see `kernels::pool`).
+    #[doc(hidden)]
+    fn with_cache<R>(f: impl FnOnce(&crate::kernels::pool::Cache<Self>) -> R) -> R;
     /// A draw from the standard normal distribution.
     fn standard_normal<R: Rng + ?Sized>(rng: &mut R) -> Self;
     /// A draw from the uniform distribution on `[0, 1)`.
@@ -139,6 +151,71 @@ macro_rules! impl_float {
                 let mut raw = [0u8; std::mem::size_of::<$t>()];
                 raw.copy_from_slice(bytes);
                 <$t>::from_le_bytes(raw)
+            }
+            fn apply_mask_word(word: u64, x: &[Self], scale: Self, out: &mut [Self]) {
+                /// LANES[b][j] is all ones if bit j of byte b is set, else 0.
+                const LANES: [[$bits; 8]; 256] = {
+                    let mut table = [[0; 8]; 256];
+                    let mut byte = 0;
+                    while byte < 256 {
+                        let mut bit = 0;
+                        while bit < 8 {
+                            if byte >> bit & 1 == 1 {
+                                table[byte][bit] = <$bits>::MAX;
+                            }
+                            bit += 1;
+                        }
+                        byte += 1;
+                    }
+                    table
+                };
+                let (x_full, x_rest) = x.as_chunks::<8>();
+                let (out_full, out_rest) = out.as_chunks_mut::<8>();
+                for (k, (xs, os)) in x_full.iter().zip(out_full.iter_mut()).enumerate() {
+                    let lanes = &LANES[(word >> (8 * k) & 0xFF) as usize];
+                    for j in 0..8 {
+                        os[j] = <$t>::from_bits((xs[j] * scale).to_bits() & lanes[j]);
+                    }
+                }
+                let done = 8 * x_full.len();
+                for (j, (&xv, o)) in x_rest.iter().zip(out_rest.iter_mut()).enumerate() {
+                    *o = (xv * scale).keep_or_zero(word >> (done + j) & 1 == 1);
+                }
+            }
+            fn relu_words(x: &[Self], out: &mut [Self]) -> Vec<u64> {
+                let mut words = Vec::with_capacity(x.len().div_ceil(64));
+                let (x_full, x_rest) = x.as_chunks::<64>();
+                let (out_full, out_rest) = out.as_chunks_mut::<64>();
+                for (xs, os) in x_full.iter().zip(out_full.iter_mut()) {
+                    let mut word = 0u64;
+                    // Eight lanes at a time: a byte of bits from eight comparisons.
+                    for (k, (x8, o8)) in xs.as_chunks::<8>().0.iter().zip(os.as_chunks_mut::<8>().0).enumerate() {
+                        let mut byte = 0u8;
+                        for j in 0..8 {
+                            let v = x8[j];
+                            byte |= u8::from(v > 0.0) << j;
+                            // `v < 0` rather than `v > 0`: a NaN passes through.
+                            o8[j] = if v < 0.0 { 0.0 } else { v };
+                        }
+                        word |= u64::from(byte) << (8 * k);
+                    }
+                    words.push(word);
+                }
+                if !x_rest.is_empty() {
+                    let mut word = 0u64;
+                    for (b, (&v, o)) in x_rest.iter().zip(out_rest.iter_mut()).enumerate() {
+                        word |= u64::from(v > 0.0) << b;
+                        *o = if v < 0.0 { 0.0 } else { v };
+                    }
+                    words.push(word);
+                }
+                words
+            }
+            fn with_cache<R>(f: impl FnOnce(&crate::kernels::pool::Cache<Self>) -> R) -> R {
+                thread_local! {
+                    static CACHE: crate::kernels::pool::Cache<$t> = const { std::cell::RefCell::new(Vec::new()) };
+                }
+                CACHE.with(f)
             }
             fn standard_normal<R: Rng + ?Sized>(rng: &mut R) -> Self {
                 StandardNormal.sample(rng)

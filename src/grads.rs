@@ -60,7 +60,7 @@ impl<T: Float> Gradients<T> {
                 op: "Gradients::wrt",
             });
         }
-        self.get(var).ok_or(Error::NoGradient {
+        self.get(var).ok_or_else(|| Error::NoGradient {
             node: var.id().index(),
         })
     }
@@ -77,6 +77,15 @@ impl<T: Float> Gradients<T> {
         self.params
             .iter()
             .filter_map(|&(p, node)| self.grads.get(node.index())?.as_ref().map(|g| (p, g)))
+    }
+
+    /// Removes and returns the gradient with respect to `var` (no copy). For the value backward
+    /// started from, that is the seed gradient it was given.
+    pub fn take(&mut self, var: Var<'_, T>) -> Option<Tensor<T>> {
+        if var.tape().id() != self.tape_id {
+            return None;
+        }
+        self.grads.get_mut(var.id().index()).and_then(Option::take)
     }
 
     /// Removes and returns a parameter's gradient (saves a copy when an optimizer consumes it).
@@ -120,7 +129,7 @@ impl<'t, T: Float> GraphGradients<'t, T> {
             .get(var.id().index())
             .copied()
             .flatten()
-            .ok_or(Error::NoGradient {
+            .ok_or_else(|| Error::NoGradient {
                 node: var.id().index(),
             })
     }

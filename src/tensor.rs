@@ -3,11 +3,13 @@
 use std::fmt;
 
 use rand::Rng;
+use rayon::prelude::*;
 use smallvec::SmallVec;
 
 use crate::element::Float;
 use crate::error::{Error, Result};
 use crate::kernels::gemm::{MatRef, matmul_into};
+use crate::kernels::pool;
 use crate::shape::{Shape, for_each_broadcast};
 
 /// A dense, row-major n-d array of `f32` or `f64`.
@@ -23,11 +25,40 @@ use crate::shape::{Shape, for_each_broadcast};
 /// assert_eq!(t.to_string(), "tensor([[1.0000, 2.0000, 3.0000],\n        [4.0000, 5.0000, 6.0000]])");
 /// # Ok::<(), tapegrad::Error>(())
 /// ```
-#[derive(Clone, PartialEq)]
-pub struct Tensor<T> {
+#[derive(PartialEq)]
+pub struct Tensor<T: Float> {
     data: Vec<T>,
     shape: Shape,
 }
+
+impl<T: Float> Clone for Tensor<T> {
+    fn clone(&self) -> Self {
+        let mut data = pool::empty(self.data.len());
+        data.extend_from_slice(&self.data);
+        Tensor {
+            data,
+            shape: self.shape.clone(),
+        }
+    }
+}
+
+impl<T: Float> Drop for Tensor<T> {
+    /// Large buffers go back to this thread's cache for the next tensor of their size.
+    fn drop(&mut self) {
+        pool::recycle(std::mem::take(&mut self.data));
+    }
+}
+
+/// Element-wise kernels split the work over threads above this many elements.
+const PARALLEL_MIN_ELEMENTS: usize = 1 << 18;
+
+/// Whether an element-wise kernel over `len` elements should use more than one thread.
+pub(crate) fn parallel(len: usize) -> bool {
+    len >= PARALLEL_MIN_ELEMENTS && crate::threads::num_threads() > 1
+}
+
+/// Rows of work handed to one thread at a time by the parallel element-wise kernels.
+pub(crate) const PARALLEL_CHUNK: usize = 1 << 14;
 
 impl<T: Float> Tensor<T> {
     /// A tensor from row-major data and dimensions; fails if the lengths disagree.
@@ -64,8 +95,16 @@ impl<T: Float> Tensor<T> {
     }
 
     pub(crate) fn full_shape(shape: Shape, value: T) -> Self {
+        let mut data = pool::dirty(shape.numel());
+        data.fill(value);
+        Tensor { data, shape }
+    }
+
+    /// A tensor of `shape` whose elements are unspecified (left over from a recycled buffer), for
+    /// kernels that write every one.
+    pub(crate) fn overwritable(shape: Shape) -> Self {
         Tensor {
-            data: vec![value; shape.numel()],
+            data: pool::dirty(shape.numel()),
             shape,
         }
     }
@@ -124,8 +163,8 @@ impl<T: Float> Tensor<T> {
     }
 
     /// The elements, consuming the tensor.
-    pub fn into_vec(self) -> Vec<T> {
-        self.data
+    pub fn into_vec(mut self) -> Vec<T> {
+        std::mem::take(&mut self.data)
     }
 
     /// The element at a multi-index.
@@ -177,10 +216,9 @@ impl<T: Float> Tensor<T> {
                 to: dims.to_vec(),
             });
         }
-        Ok(Tensor {
-            data: self.data.clone(),
-            shape,
-        })
+        let mut copy = self.clone();
+        copy.shape = shape;
+        Ok(copy)
     }
 
     /// Converts every element to another float type.
@@ -191,10 +229,20 @@ impl<T: Float> Tensor<T> {
         }
     }
 
-    /// Applies `f` to every element.
-    pub fn map(&self, f: impl Fn(T) -> T) -> Self {
+    /// Applies `f` to every element (on several threads for large tensors).
+    pub fn map(&self, f: impl Fn(T) -> T + Sync) -> Self {
+        if parallel(self.numel()) {
+            let mut out = Self::overwritable(self.shape.clone());
+            out.data
+                .par_chunks_mut(PARALLEL_CHUNK)
+                .zip(self.data.par_chunks(PARALLEL_CHUNK))
+                .for_each(|(o, x)| o.iter_mut().zip(x).for_each(|(o, &x)| *o = f(x)));
+            return out;
+        }
+        let mut data = pool::empty(self.numel());
+        data.extend(self.data.iter().map(|&x| f(x)));
         Tensor {
-            data: self.data.iter().map(|&x| f(x)).collect(),
+            data,
             shape: self.shape.clone(),
         }
     }
@@ -202,14 +250,31 @@ impl<T: Float> Tensor<T> {
     /// Combines two tensors element by element, broadcasting them to a common shape.
     ///
     /// `op` names the operation in the error if the shapes do not broadcast.
-    pub fn zip_map(&self, other: &Self, op: &'static str, f: impl Fn(T, T) -> T) -> Result<Self> {
+    pub fn zip_map(
+        &self,
+        other: &Self,
+        op: &'static str,
+        f: impl Fn(T, T) -> T + Sync,
+    ) -> Result<Self> {
         if self.shape == other.shape {
-            let data = self
-                .data
-                .iter()
-                .zip(&other.data)
-                .map(|(&a, &b)| f(a, b))
-                .collect();
+            if parallel(self.numel()) {
+                let mut out = Self::overwritable(self.shape.clone());
+                out.data
+                    .par_chunks_mut(PARALLEL_CHUNK)
+                    .zip(
+                        self.data
+                            .par_chunks(PARALLEL_CHUNK)
+                            .zip(other.data.par_chunks(PARALLEL_CHUNK)),
+                    )
+                    .for_each(|(o, (a, b))| {
+                        for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
+                            *o = f(a, b);
+                        }
+                    });
+                return Ok(out);
+            }
+            let mut data = pool::empty(self.numel());
+            data.extend(self.data.iter().zip(&other.data).map(|(&a, &b)| f(a, b)));
             return Ok(Tensor {
                 data,
                 shape: self.shape.clone(),
@@ -219,7 +284,7 @@ impl<T: Float> Tensor<T> {
         let block = other.shape.trailing_block_of(&shape).filter(|&b| b > 0);
         if let (true, Some(block)) = (shape == self.shape, block) {
             // `other` repeats along leading axes (a bias): walk contiguous blocks.
-            let mut data = Vec::with_capacity(shape.numel());
+            let mut data = pool::empty(shape.numel());
             for row in self.data.chunks(block) {
                 data.extend(row.iter().zip(&other.data).map(|(&a, &b)| f(a, b)));
             }
@@ -227,7 +292,7 @@ impl<T: Float> Tensor<T> {
         }
         let sa = self.shape.broadcast_strides(&shape);
         let sb = other.shape.broadcast_strides(&shape);
-        let mut data = vec![T::ZERO; shape.numel()];
+        let mut data = pool::dirty(shape.numel());
         for_each_broadcast(&shape, &sa, &sb, |o, i, j| {
             data[o] = f(self.data[i], other.data[j])
         });
@@ -259,7 +324,7 @@ impl<T: Float> Tensor<T> {
         }
         if let Some(block) = target.trailing_block_of(&self.shape).filter(|&b| b > 0) {
             // The bias case: add up the rows.
-            let mut data = vec![T::ZERO; block];
+            let mut data = pool::zeroed(block);
             for row in self.data.chunks(block) {
                 for (d, &v) in data.iter_mut().zip(row) {
                     *d += v;
@@ -272,7 +337,7 @@ impl<T: Float> Tensor<T> {
         }
         let own = self.shape.strides();
         let into = target.broadcast_strides(&self.shape);
-        let mut data = vec![T::ZERO; target.numel()];
+        let mut data = pool::zeroed(target.numel());
         for_each_broadcast(&self.shape, &own, &into, |_, i, j| data[j] += self.data[i]);
         Ok(Tensor {
             data,
@@ -293,7 +358,7 @@ impl<T: Float> Tensor<T> {
             });
         }
         let from = self.shape.broadcast_strides(target);
-        let mut data = vec![T::ZERO; target.numel()];
+        let mut data = pool::dirty(target.numel());
         for_each_broadcast(target, &from, &from, |o, i, _| data[o] = self.data[i]);
         Ok(Tensor {
             data,
@@ -313,7 +378,7 @@ impl<T: Float> Tensor<T> {
         let outer: usize = dims[..axis].iter().product();
         let len = dims[axis];
         let inner: usize = dims[axis + 1..].iter().product();
-        let mut data = vec![T::ZERO; outer * inner];
+        let mut data = pool::zeroed(outer * inner);
         for o in 0..outer {
             let out_row = &mut data[o * inner..(o + 1) * inner];
             for a in 0..len {
@@ -345,7 +410,7 @@ impl<T: Float> Tensor<T> {
         // Read the source with its strides permuted the same way: out[.., i, .., j, ..] = self[.., j, .., i, ..].
         let mut strides = self.shape.strides();
         strides.swap(a, b);
-        let mut data = vec![T::ZERO; out.numel()];
+        let mut data = pool::dirty(out.numel());
         for_each_broadcast(&out, &strides, &strides, |o, i, _| data[o] = self.data[i]);
         Ok(Tensor { data, shape: out })
     }
@@ -381,7 +446,8 @@ impl<T: Float> Tensor<T> {
             });
         }
         let shape = Shape::new(&[lhs.rows, rhs_view.cols])?;
-        let mut data = vec![T::ZERO; shape.numel()];
+        // gemm writes every element without reading the old ones (`accumulate` false).
+        let mut data = pool::dirty(shape.numel());
         matmul_into(&mut data, lhs, rhs_view, false);
         Ok(Tensor { data, shape })
     }
@@ -541,6 +607,18 @@ mod tests {
                 assert_eq!(act.get(&[i, j]).unwrap(), want);
             }
         }
+    }
+
+    #[test]
+    fn matmul_into_a_recycled_buffer_ignores_its_old_values() {
+        // A pooled buffer full of NaN, handed to the next product of the same size.
+        let n = 512; // 512·512 f64 = 2 MiB, above the pooling threshold
+        drop(Tensor::<f64>::full(&[n, n], f64::NAN).unwrap());
+        let a = Tensor::<f64>::full(&[n, n], 1.0).unwrap();
+        let b = Tensor::<f64>::full(&[n, n], 2.0).unwrap();
+        drop(Tensor::<f64>::full(&[n, n], f64::NAN).unwrap());
+        let c = a.matmul(&b).unwrap();
+        assert!(c.data().iter().all(|&v| v == 2.0 * n as f64));
     }
 
     #[test]

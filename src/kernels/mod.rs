@@ -1,3 +1,4 @@
 //! Low-level kernels. `gemm` is the only module of the crate that uses `unsafe`.
 
 pub(crate) mod gemm;
+pub(crate) mod pool;

@@ -18,7 +18,7 @@ fn binary<'t, T: Float, B: Backward<T>>(
     name: &'static str,
     lhs: Var<'t, T>,
     rhs: Var<'t, T>,
-    f: impl Fn(T, T) -> T,
+    f: impl Fn(T, T) -> T + Sync,
     rule: B,
 ) -> Result<Var<'t, T>> {
     lhs.same_tape(rhs, name)?;

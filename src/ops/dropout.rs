@@ -99,8 +99,19 @@ impl<'t, T: Float> Var<'t, T> {
         if p == 0.0 {
             return Ok(self);
         }
-        let mask = BitMask::dropout(self.value().numel(), p, rng)?;
-        self.apply_mask("dropout", Arc::new(mask), T::from_f64(dropout_scale(p)))
+        let x = self.value();
+        let scale = T::from_f64(dropout_scale(p));
+        let (mask, out) = if p == 1.0 {
+            (
+                BitMask::zeros(x.numel()),
+                Tensor::full_shape(x.shape().clone(), T::ZERO),
+            )
+        } else {
+            // Draw and apply in one pass; the same mask `BitMask::dropout` draws.
+            let (mask, data) = BitMask::bernoulli_apply(x.data(), 1.0 - p, scale, rng);
+            (mask, Tensor::from_shape_vec(data, x.shape().clone())?)
+        };
+        Ok(self.record_mask("dropout", out, Arc::new(mask), scale, "kept"))
     }
 
     /// Dropout with a mask the caller chose (bit set = keep), scaling survivors by 1/(1 − p).
@@ -129,13 +140,25 @@ impl<'t, T: Float> Var<'t, T> {
                 shape: x.shape().clone(),
             });
         }
-        let mut out = Tensor::full_shape(x.shape().clone(), T::ZERO);
+        let mut out = Tensor::overwritable(x.shape().clone());
         mask.apply(x.data(), scale, out.data_mut())?;
-        Ok(self.tape.record(name, out, &[self], || MaskBackward {
+        Ok(self.record_mask(name, out, mask, scale, "kept"))
+    }
+
+    /// Records `out = m ⊙ x · scale` with (mask, scale) saved for backward.
+    pub(crate) fn record_mask(
+        self,
+        name: &'static str,
+        out: Tensor<T>,
+        mask: Arc<BitMask>,
+        scale: T,
+        set_means: &'static str,
+    ) -> Var<'t, T> {
+        self.tape.record(name, out, &[self], || MaskBackward {
             mask,
             scale,
-            set_means: "kept",
-        }))
+            set_means,
+        })
     }
 
     /// The mask and scale a dropout (or ReLU) node saved, for teaching, tests and gradcheck.
@@ -149,7 +172,7 @@ impl<'t, T: Float> Var<'t, T> {
             .as_ref()
             .and_then(|op| op.saved_mask())
             .map(|(mask, scale)| (mask.clone(), scale))
-            .ok_or(Error::NotSaved {
+            .ok_or_else(|| Error::NotSaved {
                 op: "dropout_mask",
                 node: self.id.index(),
                 found: node.name,
@@ -170,7 +193,7 @@ pub(crate) struct MaskBackward<T> {
 
 impl<T: Float> Backward<T> for MaskBackward<T> {
     fn backward(&self, _cx: &BackwardCx<'_, T>, g: &Tensor<T>) -> Result<InputGrads<T>> {
-        let mut out = Tensor::full_shape(g.shape().clone(), T::ZERO);
+        let mut out = Tensor::overwritable(g.shape().clone());
         self.mask.apply(g.data(), self.scale, out.data_mut())?;
         Ok(smallvec![Some(out)])
     }

@@ -71,7 +71,7 @@ fn validate_labels<T: Float, L: Label>(
             usize::try_from(label)
                 .ok()
                 .filter(|&l| l < classes)
-                .ok_or(Error::LabelOutOfRange {
+                .ok_or_else(|| Error::LabelOutOfRange {
                     op,
                     position,
                     label,
@@ -90,8 +90,14 @@ impl<'t, T: Float> Var<'t, T> {
     ///
     /// PyTorch equivalent: `F.nll_loss(z, t)`.
     pub fn nll<L: Label>(self, labels: &[L]) -> Result<Var<'t, T>> {
+        let (_, _, indices) = validate_labels("nll", &self.value(), labels)?;
+        self.nll_checked(indices)
+    }
+
+    /// NLL with labels already validated against this input's [N, C].
+    fn nll_checked(self, labels: Vec<usize>) -> Result<Var<'t, T>> {
         let z = self.value();
-        let (batch, classes, labels) = validate_labels("nll", &z, labels)?;
+        let (batch, classes) = (labels.len(), z.dims()[1]);
         let total: T = labels
             .iter()
             .enumerate()
@@ -120,8 +126,8 @@ impl<'t, T: Float> Var<'t, T> {
     /// ```
     pub fn cross_entropy<L: Label>(self, labels: &[L]) -> Result<Var<'t, T>> {
         // Validate against the logits first, so the error names the loss the caller called.
-        validate_labels("cross_entropy", &self.value(), labels)?;
-        self.log_softmax()?.nll(labels)
+        let (_, _, indices) = validate_labels("cross_entropy", &self.value(), labels)?;
+        self.log_softmax()?.nll_checked(indices)
     }
 }
 

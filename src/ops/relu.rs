@@ -14,7 +14,7 @@ use crate::element::Float;
 use crate::error::Result;
 use crate::tape::Var;
 
-use super::dropout::MaskBackward;
+use crate::tensor::Tensor;
 
 impl<'t, T: Float> Var<'t, T> {
     /// `max(x, 0)` element-wise. ∂/∂x = g ⊙ [x > 0] (0 at x = 0).
@@ -32,12 +32,10 @@ impl<'t, T: Float> Var<'t, T> {
     /// ```
     pub fn relu(self) -> Result<Var<'t, T>> {
         let x = self.value();
-        // `v < 0` rather than `v > 0` keeps a NaN a NaN, as PyTorch does.
-        let value = x.map(|v| if v < T::ZERO { T::ZERO } else { v });
-        Ok(self.tape.record("relu", value, &[self], || MaskBackward {
-            mask: Arc::new(BitMask::from_predicate(x.data(), |v| v > T::ZERO)),
-            scale: T::ONE,
-            set_means: "x > 0",
-        }))
+        let mut value = Tensor::overwritable(x.shape().clone());
+        // One pass writes the output and the sign bits that backward needs.
+        let mask = T::relu_words(x.data(), value.data_mut());
+        let mask = BitMask::from_words(mask, x.numel());
+        Ok(self.record_mask("relu", value, Arc::new(mask), T::ONE, "x > 0"))
     }
 }

@@ -115,6 +115,13 @@ impl<T: Float> Sgd<T> {
                 continue;
             };
             check_shape("SGD", param, grad)?;
+            if c.weight_decay == 0.0 && c.momentum == 0.0 {
+                // Plain SGD: θ ← θ − lr·g, straight from the gradient, no copy.
+                for (p, &gi) in param.value_mut().data_mut().iter_mut().zip(grad.data()) {
+                    *p -= lr * gi;
+                }
+                continue;
+            }
             let mut g = grad.clone();
             if c.weight_decay != 0.0 {
                 for (gi, &p) in g.data_mut().iter_mut().zip(param.value().data()) {
