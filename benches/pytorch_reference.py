@@ -121,8 +121,15 @@ if __name__ == "__main__":
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--only")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--sweep", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.sweep:
+        for n in [32, 128, 512, 2048]:
+            for h in [64, 256, 1024]:
+                us, _ = train(n, [20, h, 5], 0.1, 5, 50)
+                print(json.dumps({"workload": f"sweep_n{n}_h{h}", "threads": args.threads, "us_per_step": round(us, 1)}))
+        raise SystemExit(0)
     for name, run in WORKLOADS.items():
         if args.only and args.only != name:
             continue

@@ -3,8 +3,8 @@
 //!
 //! Run: `cargo run --release --example bench -- --json --threads 1`
 //! Options: `--threads N` (default: the `tapegrad::num_threads` default), `--only NAME` to run one
-//! workload (each in its own process gives a clean peak-memory figure), `--json` for JSON lines
-//! only (otherwise a table is printed too).
+//! workload (each in its own process gives a clean peak-memory figure), `--sweep` to run the
+//! lesson's step over a grid of batch sizes N and hidden sizes H instead (`sweep_n{N}_h{H}`).
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -191,6 +191,18 @@ fn main() -> Result<()> {
         ("matmul_1024", matmul_1024),
         ("dropout_4096x4096", dropout_4096),
     ];
+    if args.iter().any(|a| a == "--sweep") {
+        for n in [32, 128, 512, 2048] {
+            for h in [64, 256, 1024] {
+                let m = train_steps(n, &[20, h, 5], 0.1, 5, 50)?;
+                println!(
+                    "{{\"workload\": \"sweep_n{n}_h{h}\", \"threads\": {threads}, \"us_per_step\": {:.1}}}",
+                    m.us_per_step
+                );
+            }
+        }
+        return Ok(());
+    }
     for (name, run) in workloads {
         if only.as_deref().is_some_and(|o| o != name) {
             continue;
@@ -205,7 +217,7 @@ fn main() -> Result<()> {
         println!("{{{}}}", fields.join(", "));
     }
     if !json_only {
-        eprintln!("(tapegrad {} threads; median of 5 rounds)", threads);
+        eprintln!("(tapegrad, {threads} threads, median of 5 rounds)");
     }
     Ok(())
 }

@@ -357,6 +357,20 @@ impl<T: Float> Tensor<T> {
                 rhs: target.clone(),
             });
         }
+        if self.numel() == 1 {
+            return Ok(Self::full_shape(target.clone(), self.data[0]));
+        }
+        if let Some(block) = self.shape.trailing_block_of(target).filter(|&b| b > 0) {
+            // Rows repeated along leading axes: copy whole blocks.
+            let mut data = pool::empty(target.numel());
+            for _ in 0..target.numel() / block {
+                data.extend_from_slice(&self.data);
+            }
+            return Ok(Tensor {
+                data,
+                shape: target.clone(),
+            });
+        }
         let from = self.shape.broadcast_strides(target);
         let mut data = pool::dirty(target.numel());
         for_each_broadcast(target, &from, &from, |o, i, _| data[o] = self.data[i]);

@@ -15,7 +15,7 @@ use std::cell::RefCell;
 use crate::element::Float;
 
 /// Buffers smaller than this come from the system allocator and go back to it.
-pub(crate) const POOLED_BYTES: usize = 1 << 20;
+pub(crate) const POOLED_BYTES: usize = 1 << 17;
 
 /// Buffers cached per element type and thread.
 pub(crate) const MAX_BUFFERS: usize = 16;
@@ -96,7 +96,7 @@ mod tests {
 
     #[test]
     fn large_buffers_are_reused_and_small_ones_are_not() {
-        let big = 1 << 20; // 4 MiB of f32
+        let big = 1 << 18; // 1 MiB of f32
         let a: Vec<f32> = dirty(big);
         let ptr = a.as_ptr();
         recycle(a);
