@@ -20,17 +20,35 @@ pub const MASK_CHUNK: usize = 1 << 14;
 /// assert_eq!((m.len(), m.count_ones()), (3, 2));
 /// assert!(m.get(2) && !m.get(1));
 /// ```
-#[derive(Clone, PartialEq, Eq, Hash)]
+#[derive(PartialEq, Eq, Hash)]
 pub struct BitMask {
     words: Vec<u64>,
     len: usize,
+}
+
+impl Clone for BitMask {
+    fn clone(&self) -> Self {
+        let mut words = pool::empty(self.words.len());
+        words.extend_from_slice(&self.words);
+        BitMask {
+            words,
+            len: self.len,
+        }
+    }
+}
+
+impl Drop for BitMask {
+    /// Large masks go back to this thread's buffer cache, like tensors.
+    fn drop(&mut self) {
+        pool::recycle(std::mem::take(&mut self.words));
+    }
 }
 
 impl BitMask {
     /// `len` bits, all clear.
     pub fn zeros(len: usize) -> Self {
         BitMask {
-            words: vec![0; len.div_ceil(64)],
+            words: pool::zeroed(len.div_ceil(64)),
             len,
         }
     }

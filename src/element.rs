@@ -17,6 +17,7 @@ mod sealed {
 /// the matrix kernel supports exactly these two).
 pub trait Float:
     sealed::Sealed
+    + crate::kernels::pool::Pooled
     + Copy
     + Default
     + PartialEq
@@ -83,9 +84,6 @@ pub trait Float:
     /// the packed bits [x[i] > 0], 64 to a word, which backward needs.
     #[doc(hidden)]
     fn relu_words(x: &[Self], out: &mut [Self]) -> Vec<u64>;
-    /// Runs `f` with this thread's cache of large buffers of this type (see `kernels::pool`).
-    #[doc(hidden)]
-    fn with_cache<R>(f: impl FnOnce(&crate::kernels::pool::Cache<Self>) -> R) -> R;
     /// A draw from the standard normal distribution.
     fn standard_normal<R: Rng + ?Sized>(rng: &mut R) -> Self;
     /// A draw from the uniform distribution on `[0, 1)`.
@@ -183,13 +181,19 @@ macro_rules! impl_float {
                 }
             }
             fn relu_words(x: &[Self], out: &mut [Self]) -> Vec<u64> {
-                let mut words = Vec::with_capacity(x.len().div_ceil(64));
+                let mut words = crate::kernels::pool::empty(x.len().div_ceil(64));
                 let (x_full, x_rest) = x.as_chunks::<64>();
                 let (out_full, out_rest) = out.as_chunks_mut::<64>();
                 for (xs, os) in x_full.iter().zip(out_full.iter_mut()) {
                     let mut word = 0u64;
                     // Eight lanes at a time: a byte of bits from eight comparisons.
-                    for (k, (x8, o8)) in xs.as_chunks::<8>().0.iter().zip(os.as_chunks_mut::<8>().0).enumerate() {
+                    for (k, (x8, o8)) in xs
+                        .as_chunks::<8>()
+                        .0
+                        .iter()
+                        .zip(os.as_chunks_mut::<8>().0)
+                        .enumerate()
+                    {
                         let mut byte = 0u8;
                         for j in 0..8 {
                             let v = x8[j];
@@ -210,12 +214,6 @@ macro_rules! impl_float {
                     words.push(word);
                 }
                 words
-            }
-            fn with_cache<R>(f: impl FnOnce(&crate::kernels::pool::Cache<Self>) -> R) -> R {
-                thread_local! {
-                    static CACHE: crate::kernels::pool::Cache<$t> = const { std::cell::RefCell::new(Vec::new()) };
-                }
-                CACHE.with(f)
             }
             fn standard_normal<R: Rng + ?Sized>(rng: &mut R) -> Self {
                 StandardNormal.sample(rng)

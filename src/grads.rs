@@ -9,8 +9,9 @@ use crate::tensor::Tensor;
 
 /// Gradients of one backward pass, as plain tensors.
 ///
-/// Every value on the walked part of the tape that requires a gradient and influences the loss has
-/// one, intermediate values included (useful for teaching and debugging).
+/// Every leaf and parameter that requires a gradient and influences the loss has one; intermediate
+/// values have one too when the pass was run with
+/// [`BackwardOptions::keep_intermediate`](crate::BackwardOptions::keep_intermediate).
 #[derive(Clone, Debug)]
 pub struct Gradients<T: Float> {
     tape_id: u64,

@@ -294,6 +294,10 @@ impl<T: Float> Tape<T> {
             if let (Some(trace), Some(step)) = (trace.as_mut(), step) {
                 trace.steps.push(step);
             }
+            if !options.keep_intermediate {
+                // Passed on to every input: an op's own gradient is no longer needed.
+                grads[id] = None;
+            }
         }
         drop(nodes);
         if !options.retain_graph {
@@ -399,6 +403,11 @@ pub struct BackwardOptions<T: Float> {
     pub retain_graph: bool,
     /// Record what flowed backward through every node (see [`BackwardTrace`]).
     pub trace: bool,
+    /// Keep the gradient of every value, not only of leaves and parameters (PyTorch keeps only
+    /// leaves' unless asked with `retain_grad`). Off by default: an intermediate gradient is freed as
+    /// soon as its node has passed it on, which lowers peak memory and lets the next op reuse the
+    /// buffer while it is still in cache.
+    pub keep_intermediate: bool,
 }
 
 impl<T: Float> BackwardOptions<T> {
@@ -408,6 +417,7 @@ impl<T: Float> BackwardOptions<T> {
             seed: None,
             retain_graph: false,
             trace: false,
+            keep_intermediate: false,
         }
     }
 
@@ -426,6 +436,12 @@ impl<T: Float> BackwardOptions<T> {
     /// Records a [`BackwardTrace`].
     pub fn trace(mut self, trace: bool) -> Self {
         self.trace = trace;
+        self
+    }
+
+    /// Keeps the gradients of intermediate values too.
+    pub fn keep_intermediate(mut self, keep: bool) -> Self {
+        self.keep_intermediate = keep;
         self
     }
 }

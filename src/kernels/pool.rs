@@ -12,23 +12,41 @@
 
 use std::cell::RefCell;
 
-use crate::element::Float;
-
 /// Buffers smaller than this come from the system allocator and go back to it.
 pub(crate) const POOLED_BYTES: usize = 1 << 17;
 
 /// Buffers cached per element type and thread.
 pub(crate) const MAX_BUFFERS: usize = 16;
 
-/// Storage for one element type's cache (a `thread_local!` in `element.rs`).
-pub(crate) type Cache<T> = RefCell<Vec<Vec<T>>>;
+/// Storage for one element type's cache.
+type Cache<T> = RefCell<Vec<Vec<T>>>;
 
-fn pooled<T: Float>(len: usize) -> bool {
-    len.saturating_mul(T::BYTES) >= POOLED_BYTES
+/// An element type with a cache of its own: the tensor elements and the mask words.
+pub trait Pooled: Copy + Default + 'static {
+    /// Runs `f` with this thread's cache for this type.
+    fn with_cache<R>(f: impl FnOnce(&Cache<Self>) -> R) -> R;
+}
+
+macro_rules! pooled_type {
+    ($($t:ty),*) => {$(
+        impl Pooled for $t {
+            fn with_cache<R>(f: impl FnOnce(&Cache<Self>) -> R) -> R {
+                thread_local! {
+                    static CACHE: Cache<$t> = const { RefCell::new(Vec::new()) };
+                }
+                CACHE.with(f)
+            }
+        }
+    )*};
+}
+pooled_type!(f32, f64, u64);
+
+fn pooled<T: Pooled>(len: usize) -> bool {
+    len.saturating_mul(std::mem::size_of::<T>()) >= POOLED_BYTES
 }
 
 /// The cached buffer that fits `len` best (capacity at least `len`, at most 4·len), if any.
-fn take_cached<T: Float>(len: usize) -> Option<Vec<T>> {
+fn take_cached<T: Pooled>(len: usize) -> Option<Vec<T>> {
     if !pooled::<T>(len) {
         return None;
     }
@@ -45,7 +63,7 @@ fn take_cached<T: Float>(len: usize) -> Option<Vec<T>> {
 }
 
 /// An empty vector with room for `len` elements (for kernels that `extend`).
-pub(crate) fn empty<T: Float>(len: usize) -> Vec<T> {
+pub(crate) fn empty<T: Pooled>(len: usize) -> Vec<T> {
     match take_cached(len) {
         Some(mut buffer) => {
             buffer.clear();
@@ -56,27 +74,27 @@ pub(crate) fn empty<T: Float>(len: usize) -> Vec<T> {
 }
 
 /// `len` initialised elements of unspecified value, for kernels that overwrite every one.
-pub(crate) fn dirty<T: Float>(len: usize) -> Vec<T> {
+pub(crate) fn dirty<T: Pooled>(len: usize) -> Vec<T> {
     match take_cached(len) {
         Some(mut buffer) => {
             // Elements beyond the old length are zeroed; the rest keep their old values.
-            buffer.resize(len, T::ZERO);
+            buffer.resize(len, T::default());
             buffer.truncate(len);
             buffer
         }
-        None => vec![T::ZERO; len],
+        None => vec![T::default(); len],
     }
 }
 
 /// `len` zeros.
-pub(crate) fn zeroed<T: Float>(len: usize) -> Vec<T> {
+pub(crate) fn zeroed<T: Pooled>(len: usize) -> Vec<T> {
     let mut buffer = dirty(len);
-    buffer.fill(T::ZERO);
+    buffer.fill(T::default());
     buffer
 }
 
 /// Gives a buffer back to the cache (or to the allocator, if it is small or the cache is full).
-pub(crate) fn recycle<T: Float>(buffer: Vec<T>) {
+pub(crate) fn recycle<T: Pooled>(buffer: Vec<T>) {
     if !pooled::<T>(buffer.capacity()) {
         return;
     }
