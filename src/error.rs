@@ -257,6 +257,19 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// With anomaly detection on: the first op whose forward value or backward gradient held a NaN
+    /// or an infinity.
+    #[error("anomaly: {phase} of `{op}` (node {node}) produced {detail}")]
+    Anomaly {
+        /// The op.
+        op: &'static str,
+        /// Its node on the tape.
+        node: usize,
+        /// `"forward"` or `"backward"`.
+        phase: &'static str,
+        /// How many elements were NaN or infinite, and where.
+        detail: String,
+    },
     /// A gradient check whose analytic and numeric derivatives disagree.
     #[error("{0}")]
     GradcheckFailed(Box<crate::gradcheck::GradcheckReport>),

@@ -78,6 +78,9 @@ pub struct Tape<T: Float> {
     params: RefCell<Vec<(ParamId, NodeId)>>,
     grad_enabled: bool,
     released: Cell<bool>,
+    detect_anomalies: Cell<bool>,
+    /// The first non-finite forward value seen while detecting anomalies: (node, op, detail).
+    first_anomaly: RefCell<Option<(NodeId, &'static str, String)>>,
 }
 
 impl<T: Float> Default for Tape<T> {
@@ -105,7 +108,43 @@ impl<T: Float> Tape<T> {
             params: RefCell::new(Vec::new()),
             grad_enabled,
             released: Cell::new(false),
+            detect_anomalies: Cell::new(false),
+            first_anomaly: RefCell::new(None),
         }
+    }
+
+    /// Turns anomaly detection on or off (PyTorch's `detect_anomaly`). While on, every value
+    /// recorded is checked for NaN and infinity: the first offending forward value is remembered
+    /// ([`Tape::anomaly`]) and makes the next backward pass fail with [`Error::Anomaly`] naming its
+    /// op and node; during backward, the first gradient that is not finite stops the pass with the
+    /// same error naming the op whose rule produced it. Off by default: it costs a scan of every
+    /// value.
+    ///
+    /// ```
+    /// use tapegrad::{Error, Tape, Tensor};
+    /// let tape = Tape::<f64>::new();
+    /// tape.detect_anomalies(true);
+    /// let x = tape.leaf(Tensor::from_vec(vec![1.0, 0.0], &[2])?);
+    /// let y = x.log()?.sum()?;                    // log 0 = −∞
+    /// let err = y.backward().unwrap_err();
+    /// assert!(matches!(err, Error::Anomaly { op: "log", phase: "forward", .. }), "{err}");
+    /// # Ok::<(), tapegrad::Error>(())
+    /// ```
+    pub fn detect_anomalies(&self, on: bool) {
+        self.detect_anomalies.set(on);
+    }
+
+    /// The first non-finite value recorded while anomaly detection was on, as an error describing it.
+    pub fn anomaly(&self) -> Option<Error> {
+        self.first_anomaly
+            .borrow()
+            .as_ref()
+            .map(|(node, op, detail)| Error::Anomaly {
+                op,
+                node: node.index(),
+                phase: "forward",
+                detail: detail.clone(),
+            })
     }
 
     /// Whether this tape records backward rules (false for [`Tape::no_grad`]).
@@ -129,6 +168,7 @@ impl<T: Float> Tape<T> {
         self.nodes.get_mut().clear();
         self.params.get_mut().clear();
         self.released.set(false);
+        *self.first_anomaly.get_mut() = None;
         self.id = NEXT_TAPE_ID.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -176,6 +216,13 @@ impl<T: Float> Tape<T> {
     }
 
     fn push(&self, node: Node<T>) -> Var<'_, T> {
+        if self.detect_anomalies.get()
+            && self.first_anomaly.borrow().is_none()
+            && let Some(detail) = non_finite(&node.value)
+        {
+            let id = NodeId(self.nodes.borrow().len() as u32);
+            *self.first_anomaly.borrow_mut() = Some((id, node.name, detail));
+        }
         let mut nodes = self.nodes.borrow_mut();
         // A tape of 2³² nodes would hold at least 2³² tensors; memory runs out long before.
         let id = NodeId(u32::try_from(nodes.len()).expect("a tape holds fewer than 2^32 nodes"));
@@ -258,6 +305,10 @@ impl<T: Float> Tape<T> {
         if !nodes[root.index()].requires_grad {
             return Err(Error::NoGradRequired);
         }
+        let detect = self.detect_anomalies.get();
+        if let (true, Some(anomaly)) = (detect, self.anomaly()) {
+            return Err(anomaly);
+        }
         let mut grads: Vec<Option<Tensor<T>>> = (0..=root.index()).map(|_| None).collect();
         grads[root.index()] = Some(seed);
         let mut trace = options.trace.then(BackwardTrace::default);
@@ -282,6 +333,14 @@ impl<T: Float> Tape<T> {
                     continue;
                 }
                 check_grad_shape(node.name, &target.value, &grad)?;
+                if let (true, Some(detail)) = (detect, non_finite(&grad)) {
+                    return Err(Error::Anomaly {
+                        op: node.name,
+                        node: id,
+                        phase: "backward",
+                        detail: format!("{detail} in the gradient sent to node {}", input.index()),
+                    });
+                }
                 if let Some(step) = step.as_mut() {
                     step.sent.push((input, TensorSummary::of(&grad)));
                 }
@@ -363,6 +422,17 @@ impl<T: Float> Tape<T> {
             self.params.borrow().clone(),
         ))
     }
+}
+
+/// How many elements of `t` are NaN or infinite, and the first one's index; `None` if all are finite.
+fn non_finite<T: Float>(t: &Tensor<T>) -> Option<String> {
+    let bad = t.data().iter().filter(|v| !v.is_finite()).count();
+    let first = t.data().iter().position(|v| !v.is_finite())?;
+    Some(format!(
+        "{bad} non-finite of {} elements (first at flat index {first}: {})",
+        t.numel(),
+        t.data()[first]
+    ))
 }
 
 fn check_grad_shape<T: Float>(op: &'static str, input: &Tensor<T>, grad: &Tensor<T>) -> Result<()> {

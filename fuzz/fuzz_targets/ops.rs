@@ -1,0 +1,101 @@
+//! Drives tensor construction, every op and backward with arbitrary shapes, values (NaN and ±∞
+//! included), labels, probabilities and axes. Any panic is a bug: every call must return a value or
+//! a typed error.
+//!
+//! Run: `RUSTC_BOOTSTRAP=1 cargo fuzz run ops` (cargo-fuzz needs nightly features; the bootstrap
+//! flag enables them on the stable toolchain).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use rand::SeedableRng;
+use tapegrad::{BackwardOptions, BitMask, Shape, Tape, Tensor, Var};
+
+/// Reads the input front to back; past the end it yields zeros.
+struct Bytes<'a>(&'a [u8]);
+
+impl Bytes<'_> {
+    fn byte(&mut self) -> u8 {
+        let (first, rest) = self.0.split_first().map_or((0, &[][..]), |(f, r)| (*f, r));
+        self.0 = rest;
+        first
+    }
+    fn value(&mut self) -> f32 {
+        match self.byte() % 8 {
+            0 => f32::NAN,
+            1 => f32::INFINITY,
+            2 => f32::NEG_INFINITY,
+            3 => f32::from_bits(u32::from_le_bytes([self.byte(), self.byte(), self.byte(), self.byte()])),
+            _ => (self.byte() as f32 - 128.0) / 16.0,
+        }
+    }
+    fn dims(&mut self) -> Vec<usize> {
+        let rank = self.byte() % 5;
+        (0..rank).map(|_| (self.byte() % 6) as usize).collect()
+    }
+    fn tensor(&mut self) -> Tensor<f32> {
+        let dims = self.dims();
+        let n: usize = dims.iter().product();
+        let data = (0..n).map(|_| self.value()).collect();
+        Tensor::from_vec(data, &dims).expect("the length matches the dims")
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let mut input = Bytes(data);
+    let tape = Tape::<f32>::new();
+    if input.byte() % 4 == 0 {
+        tape.detect_anomalies(true);
+    }
+    let mut rng = rand_pcg::Pcg64::seed_from_u64(u64::from(input.byte()));
+    let mut vars: Vec<Var<'_, f32>> = vec![tape.leaf(input.tensor()), tape.constant(input.tensor())];
+    for _ in 0..(input.byte() % 12) {
+        let a = vars[input.byte() as usize % vars.len()];
+        let b = vars[input.byte() as usize % vars.len()];
+        let p = [0.0, 0.5, 1.0, -0.5, 1.5, f64::NAN, 0.25][input.byte() as usize % 7];
+        let labels: Vec<i64> = (0..input.byte() % 6).map(|_| i64::from(input.byte() as i8)).collect();
+        let axis = isize::from(input.byte() as i8 % 6);
+        let target = Shape::new(&input.dims()).expect("small dims never overflow");
+        let result = match input.byte() % 26 {
+            0 => a.add(b),
+            1 => a.sub(b),
+            2 => a.mul(b),
+            3 => a.div(b),
+            4 => a.matmul(b),
+            5 => a.matmul_t(b),
+            6 => a.relu(),
+            7 => a.dropout(p, &mut rng),
+            8 => a.dropout_with_mask(&BitMask::ones(input.byte() as usize), p),
+            9 => a.log_softmax(),
+            10 => a.softmax(),
+            11 => a.nll(&labels),
+            12 => a.cross_entropy(&labels),
+            13 => a.exp(),
+            14 => a.log(),
+            15 => a.tanh(),
+            16 => a.sigmoid(),
+            17 => a.sum(),
+            18 => a.mean(),
+            19 => a.sum_axis(axis, axis > 0),
+            20 => a.mean_axis(axis, axis < 0),
+            21 => a.transpose(axis, axis / 2),
+            22 => a.reshape(target.dims()),
+            23 => a.sum_to(&target),
+            24 => a.broadcast_to(&target),
+            _ => a.neg().and_then(|n| n.add_scalar(1.0)).and_then(|n| n.mul_scalar(-2.0)),
+        };
+        if let Ok(v) = result {
+            vars.push(v);
+        }
+    }
+    let last = *vars.last().expect("two leaves at least");
+    let _ = last.dropout_mask();
+    let _ = tape.to_string();
+    let _ = tape.to_dot();
+    if input.byte() % 2 == 0 {
+        let _ = last.sum().and_then(|s| s.backward());
+    } else if let Ok(seed) = Tensor::ones(last.shape().dims()) {
+        let options = BackwardOptions::new().seed(seed).trace(true).retain_graph(true);
+        let _ = last.backward_with(options);
+        let _ = last.backward_graph(None).map(|g| g.wrt(vars[0]).map(|d| d.sum().map(|s| s.backward())));
+    }
+});
