@@ -45,6 +45,9 @@
 //! - [`gradcheck()`]: finite-difference checking, with stochastic ops held fixed.
 //! - [`BitMask`]: the packed 1-bit-per-element mask dropout saves.
 //! - [`lesson`]: the lesson's MLP with hand-derived gradients, to compare with the tape.
+//! - [`nn`] and [`optim`]: layers, losses, optimizers and checkpoints with PyTorch's semantics.
+//! - [`hvp`], [`gradgradcheck`]: second derivatives by differentiating the backward pass.
+//! - [`inspect`]: the tape as a table or a graph, and the trace of a backward pass.
 //!
 //! The guide in `docs/` derives every backward formula.
 #![deny(missing_docs)]
@@ -100,4 +103,10 @@ mod guide {
     struct CustomOp;
     #[doc = include_str!("../docs/higher-order.md")]
     struct HigherOrder;
+    #[doc = include_str!("../docs/performance.md")]
+    struct Performance;
+    #[doc = include_str!("../docs/reliability.md")]
+    struct Reliability;
+    #[doc = include_str!("../docs/README.md")]
+    struct Guide;
 }
