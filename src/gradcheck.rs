@@ -226,6 +226,18 @@ where
     )
 }
 
+/// A function gradcheck can evaluate: it records outputs on the tape it is given, from the inputs
+/// recorded there, with a generator for any random draws (stated once here instead of at every use).
+trait Outputs:
+    for<'t> Fn(&'t Tape<f64>, &[Var<'t, f64>], &mut Pcg64) -> Result<Vec<Var<'t, f64>>>
+{
+}
+
+impl<F> Outputs for F where
+    F: for<'t> Fn(&'t Tape<f64>, &[Var<'t, f64>], &mut Pcg64) -> Result<Vec<Var<'t, f64>>>
+{
+}
+
 /// The shared core: `f` may return several outputs; output element indices run over them end to end.
 fn check_outputs<F>(
     f: F,
@@ -233,7 +245,7 @@ fn check_outputs<F>(
     options: &GradcheckOptions,
 ) -> Result<GradcheckReport>
 where
-    F: for<'t> Fn(&'t Tape<f64>, &[Var<'t, f64>], &mut Pcg64) -> Result<Vec<Var<'t, f64>>>,
+    F: Outputs,
 {
     if options.fast {
         return check_projected(&f, inputs, options);
@@ -300,7 +312,7 @@ fn check_projected<F>(
     options: &GradcheckOptions,
 ) -> Result<GradcheckReport>
 where
-    F: for<'t> Fn(&'t Tape<f64>, &[Var<'t, f64>], &mut Pcg64) -> Result<Vec<Var<'t, f64>>>,
+    F: Outputs,
 {
     // Directions from their own stream, unit length so ε means the same step for every input.
     let mut directions = Pcg64::seed_from_u64(options.seed ^ 0xD1B5_4A32_D192_ED03);
@@ -406,7 +418,7 @@ fn unravel(mut flat: usize, strides: &[usize]) -> Vec<usize> {
 /// Runs `f` once on fresh values and returns its outputs' values.
 fn evaluate<F>(f: &F, inputs: &[Tensor<f64>], seed: u64) -> Result<Vec<Tensor<f64>>>
 where
-    F: for<'t> Fn(&'t Tape<f64>, &[Var<'t, f64>], &mut Pcg64) -> Result<Vec<Var<'t, f64>>>,
+    F: Outputs,
 {
     // A gradient-recording tape, because f may itself take gradients (gradgradcheck).
     let tape = Tape::new();
@@ -424,7 +436,7 @@ fn numeric_column<F>(
     options: &GradcheckOptions,
 ) -> Result<Vec<f64>>
 where
-    F: for<'t> Fn(&'t Tape<f64>, &[Var<'t, f64>], &mut Pcg64) -> Result<Vec<Var<'t, f64>>>,
+    F: Outputs,
 {
     let mut shifted = inputs.to_vec();
     let x = inputs[k].data()[i];
@@ -444,7 +456,7 @@ where
 /// element (seeded with the one-hot vector of that element).
 fn analytic_jacobian<F>(f: &F, inputs: &[Tensor<f64>], seed: u64) -> Result<Vec<Vec<f64>>>
 where
-    F: for<'t> Fn(&'t Tape<f64>, &[Var<'t, f64>], &mut Pcg64) -> Result<Vec<Var<'t, f64>>>,
+    F: Outputs,
 {
     let tape = Tape::new();
     let vars: Vec<_> = inputs.iter().map(|x| tape.leaf(x.clone())).collect();
