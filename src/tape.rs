@@ -306,7 +306,7 @@ impl<T: Float> Tape<T> {
             return Err(Error::NoGradRequired);
         }
         let detect = self.detect_anomalies.get();
-        if let (true, Some(anomaly)) = (detect, self.anomaly()) {
+        if detect && let Some(anomaly) = self.anomaly() {
             return Err(anomaly);
         }
         let mut grads: Vec<Option<Tensor<T>>> = (0..=root.index()).map(|_| None).collect();
@@ -333,7 +333,8 @@ impl<T: Float> Tape<T> {
                     continue;
                 }
                 check_grad_shape(node.name, &target.value, &grad)?;
-                if let (true, Some(detail)) = (detect, non_finite(&grad)) {
+                // `&&` short-circuits: without anomaly mode the gradient is not scanned.
+                if detect && let Some(detail) = non_finite(&grad) {
                     return Err(Error::Anomaly {
                         op: node.name,
                         node: id,
