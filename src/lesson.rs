@@ -7,7 +7,7 @@
 //! rounding. The demo `examples/seed_dropout.rs` and the test `tests/manual_vs_tape.rs` run them side
 //! by side.
 //!
-//! Shapes: X [N, d], W1 [d, H], b1 [H], W2 [H, K], b2 [K], labels y ∈ {0..K}ᴺ.
+//! Shapes: X `[N, d]`, W1 `[d, H]`, b1 `[H]`, W2 `[H, K]`, b2 `[K]`, labels y ∈ {0..K}ᴺ.
 //!
 //! ```
 //! use rand::SeedableRng;
@@ -77,11 +77,11 @@ pub struct LessonData<T: Float> {
 pub struct MlpWeights<T: Float> {
     /// First layer weight, [d, H].
     pub w1: Tensor<T>,
-    /// First layer bias, [H].
+    /// First layer bias, `[H]`.
     pub b1: Tensor<T>,
     /// Second layer weight, [H, K].
     pub w2: Tensor<T>,
-    /// Second layer bias, [K].
+    /// Second layer bias, `[K]`.
     pub b2: Tensor<T>,
 }
 
@@ -173,7 +173,7 @@ pub fn accuracy<T: Float>(logits: &Tensor<T>, labels: &[usize]) -> f64 {
 ///
 /// Backward, with Y the one-hot labels:
 /// dS = (P − Y)/N, dW2 = H1dᵀ·dS, db2 = Σ_rows dS, dH1 = m ⊙ (dS·W2ᵀ) · s,
-/// dZ1 = dH1 ⊙ [Z1 > 0], dW1 = Xᵀ·dZ1, db1 = Σ_rows dZ1.
+/// dZ1 = dH1 ⊙ `[Z1 > 0]`, dW1 = Xᵀ·dZ1, db1 = Σ_rows dZ1.
 pub fn manual_step<T: Float, R: Rng + ?Sized>(
     data: &LessonData<T>,
     weights: &MlpWeights<T>,

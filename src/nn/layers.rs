@@ -10,7 +10,7 @@ use crate::param::Param;
 use crate::tape::Var;
 use crate::tensor::Tensor;
 
-/// y = x·Wᵀ + b, with W of shape [out, in] and b of shape [out], as PyTorch stores them.
+/// y = x·Wᵀ + b, with W of shape `[out, in]` and b of shape `[out]`, as PyTorch stores them.
 ///
 /// Initialised like PyTorch: every weight and bias ~ U(−1/√in, 1/√in), from the caller's generator.
 ///
@@ -19,7 +19,7 @@ use crate::tensor::Tensor;
 pub struct Linear<T: Float> {
     /// The weight, [out, in].
     pub weight: Param<T>,
-    /// The bias, [out].
+    /// The bias, `[out]`.
     pub bias: Param<T>,
 }
 
@@ -40,7 +40,7 @@ impl<T: Float> Linear<T> {
         Ok(Self::from_tensors(weight, bias))
     }
 
-    /// A layer with the given weight ([out, in]) and bias ([out]).
+    /// A layer with the given weight (`[out, in]`) and bias (`[out]`).
     pub fn from_tensors(weight: Tensor<T>, bias: Tensor<T>) -> Self {
         Linear {
             weight: Param::new("weight", weight),

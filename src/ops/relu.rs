@@ -17,7 +17,7 @@ use crate::tape::Var;
 use crate::tensor::Tensor;
 
 impl<'t, T: Float> Var<'t, T> {
-    /// `max(x, 0)` element-wise. ∂/∂x = g ⊙ [x > 0] (0 at x = 0).
+    /// `max(x, 0)` element-wise. ∂/∂x = g ⊙ `[x > 0]` (0 at x = 0).
     ///
     /// PyTorch equivalent: `torch.relu(x)`.
     ///
