@@ -253,16 +253,23 @@ pub fn tape_step<T: Float, R: Rng + ?Sized>(
     let hidden = x.matmul(w1)?.add(b1)?.relu()?.dropout(p, rng)?;
     let logits = hidden.matmul(w2)?.add(b2)?;
     let loss = logits.cross_entropy(&data.labels)?;
-    let grads = loss.backward()?;
+    let mut grads = loss.backward()?;
+    // Move the gradients out of the result rather than copying them.
+    let mut take = |v| {
+        grads.take(v).ok_or_else(|| crate::Error::NoGradient {
+            node: v.id().index(),
+        })
+    };
+    let grads = MlpWeights {
+        w1: take(w1)?,
+        b1: take(b1)?,
+        w2: take(w2)?,
+        b2: take(b2)?,
+    };
     Ok(StepResult {
         loss: loss.value().item()?,
         accuracy: accuracy(&logits.value(), &data.labels),
-        grads: MlpWeights {
-            w1: grads.wrt(w1)?.clone(),
-            b1: grads.wrt(b1)?.clone(),
-            w2: grads.wrt(w2)?.clone(),
-            b2: grads.wrt(b2)?.clone(),
-        },
+        grads,
     })
 }
 
