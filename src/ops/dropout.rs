@@ -116,6 +116,9 @@ impl<'t, T: Float> Var<'t, T> {
 
     /// Dropout with a mask the caller chose (bit set = keep), scaling survivors by 1/(1 − p).
     /// Useful to replay a mask, to test, and to gradcheck with the mask held fixed.
+    /// ∂/∂x = m ⊙ g / (1 − p).
+    ///
+    /// PyTorch equivalent: `x * mask / (1 - p)` (0 for p = 1).
     pub fn dropout_with_mask(self, mask: &BitMask, p: f64) -> Result<Var<'t, T>> {
         check_probability("dropout_with_mask", p)?;
         self.apply_mask(
