@@ -50,6 +50,8 @@ impl BitMask {
     /// probability 1 − p. Takes the same random numbers [`Var::dropout`] takes from the same
     /// generator, so a hand-written dropout gets the identical mask. p = 0 and p = 1 draw nothing.
     ///
+    /// PyTorch equivalent: `torch.empty(len).bernoulli_(1 - p)` (as booleans).
+    ///
     /// ```
     /// use rand::SeedableRng;
     /// use tapegrad::BitMask;
