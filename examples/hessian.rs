@@ -39,7 +39,7 @@ fn dot(a: &[Tensor<f64>], b: &[Tensor<f64>]) -> f64 {
         .sum()
 }
 
-fn scale(a: &[Tensor<f64>], s: f64) -> Vec<Tensor<f64>> {
+fn scale(a: &[Tensor<f64>], s: f64) -> Result<Vec<Tensor<f64>>> {
     a.iter().map(|t| t.map(|v| v * s)).collect()
 }
 
@@ -95,12 +95,12 @@ fn main() -> Result<()> {
 
     // 2. Power iteration: v ← Hv / |Hv| converges to the eigenvector of the largest |eigenvalue|;
     //    the Rayleigh quotient vᵀHv estimates that eigenvalue.
-    let mut u = scale(&v, 1.0 / dot(&v, &v).sqrt());
+    let mut u = scale(&v, 1.0 / dot(&v, &v).sqrt())?;
     let mut lambda = 0.0;
     for iteration in 1..=200 {
         let hu = at(&theta, &u)?.hvp;
         lambda = dot(&u, &hu);
-        u = scale(&hu, 1.0 / dot(&hu, &hu).sqrt());
+        u = scale(&hu, 1.0 / dot(&hu, &hu).sqrt())?;
         if iteration % 50 == 0 {
             println!("power iteration {iteration:>2}: top Hessian eigenvalue ≈ {lambda:.6}");
         }

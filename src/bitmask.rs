@@ -16,9 +16,10 @@ pub const MASK_CHUNK: usize = 1 << 14;
 ///
 /// ```
 /// use tapegrad::BitMask;
-/// let m = BitMask::from_bools(&[true, false, true]);
+/// let m = BitMask::from_bools(&[true, false, true])?;
 /// assert_eq!((m.len(), m.count_ones()), (3, 2));
 /// assert!(m.get(2) && !m.get(1));
+/// # Ok::<(), tapegrad::Error>(())
 /// ```
 #[derive(PartialEq, Eq, Hash)]
 pub struct BitMask {
@@ -27,11 +28,11 @@ pub struct BitMask {
 }
 
 impl Clone for BitMask {
+    /// A copy; like [`Tensor`](crate::Tensor)'s, it aborts if memory runs out, and the library uses
+    /// [`BitMask::try_clone`] instead.
     fn clone(&self) -> Self {
-        let mut words = pool::empty(self.words.len());
-        words.extend_from_slice(&self.words);
         BitMask {
-            words,
+            words: self.words.clone(),
             len: self.len,
         }
     }
@@ -45,41 +46,58 @@ impl Drop for BitMask {
 }
 
 impl BitMask {
-    /// `len` bits, all clear.
-    pub fn zeros(len: usize) -> Self {
-        BitMask {
-            words: pool::zeroed(len.div_ceil(64)),
+    /// `len` bits, all clear. Fails with [`Error::OutOfMemory`](crate::Error::OutOfMemory) if
+    /// the words cannot be allocated.
+    pub fn zeros(len: usize) -> crate::Result<Self> {
+        Ok(BitMask {
+            words: pool::try_zeroed("BitMask", len.div_ceil(64))?,
             len,
-        }
+        })
     }
 
     /// `len` bits, all set.
-    pub fn ones(len: usize) -> Self {
-        Self::from_fn(len, |_| true)
+    pub fn ones(len: usize) -> crate::Result<Self> {
+        let mut mask = BitMask {
+            words: pool::try_filled("BitMask", len.div_ceil(64), u64::MAX)?,
+            len,
+        };
+        mask.clear_tail();
+        Ok(mask)
     }
 
     /// Bit `i` is `f(i)`.
-    pub fn from_fn(len: usize, mut f: impl FnMut(usize) -> bool) -> Self {
-        let mut mask = Self::zeros(len);
+    pub fn from_fn(len: usize, mut f: impl FnMut(usize) -> bool) -> crate::Result<Self> {
+        let mut mask = Self::zeros(len)?;
         for (w, word) in mask.words.iter_mut().enumerate() {
             let start = w * 64;
             for b in 0..64.min(len - start) {
                 *word |= (f(start + b) as u64) << b;
             }
         }
-        mask
+        Ok(mask)
     }
 
     /// Bit `i` is `predicate(values[i])`, one 64-bit word at a time.
-    pub fn from_predicate<T: Copy>(values: &[T], predicate: impl Fn(T) -> bool) -> Self {
-        let mut mask = Self::zeros(values.len());
+    pub fn from_predicate<T: Copy>(
+        values: &[T],
+        predicate: impl Fn(T) -> bool,
+    ) -> crate::Result<Self> {
+        let mut mask = Self::zeros(values.len())?;
         for (word, chunk) in mask.words.iter_mut().zip(values.chunks(64)) {
             *word = chunk
                 .iter()
                 .enumerate()
                 .fold(0u64, |w, (b, &v)| w | (predicate(v) as u64) << b);
         }
-        mask
+        Ok(mask)
+    }
+
+    /// A copy that reports [`Error::OutOfMemory`](crate::Error::OutOfMemory) instead of aborting.
+    pub fn try_clone(&self) -> crate::Result<Self> {
+        Ok(BitMask {
+            words: pool::try_copy("BitMask", &self.words)?,
+            len: self.len,
+        })
     }
 
     /// A mask from packed words (bit i of word i/64); bits past `len` are cleared.
@@ -91,7 +109,7 @@ impl BitMask {
     }
 
     /// A mask from booleans.
-    pub fn from_bools(bits: &[bool]) -> Self {
+    pub fn from_bools(bits: &[bool]) -> crate::Result<Self> {
         Self::from_fn(bits.len(), |i| bits[i])
     }
 
@@ -102,9 +120,13 @@ impl BitMask {
     /// does not depend on how many threads draw it. Each bit compares a 32-bit draw with
     /// `round(keep_prob · 2³²)`: the keep probability is exact to 2⁻³², and 0 and 1 are exact.
     /// `keep_prob` is clamped to `[0, 1]`; callers validate it.
-    pub fn bernoulli<R: Rng + ?Sized>(len: usize, keep_prob: f64, rng: &mut R) -> Self {
+    pub fn bernoulli<R: Rng + ?Sized>(
+        len: usize,
+        keep_prob: f64,
+        rng: &mut R,
+    ) -> crate::Result<Self> {
         let (seed, threshold) = (rng.next_u64(), keep_threshold(keep_prob));
-        let mut mask = Self::zeros(len);
+        let mut mask = Self::zeros(len)?;
         let fill =
             |(chunk, words): (usize, &mut [u64])| fill_chunk(words, seed, chunk as u64, threshold);
         if crate::tensor::parallel(len) {
@@ -119,7 +141,7 @@ impl BitMask {
                 .for_each(fill);
         }
         mask.clear_tail();
-        mask
+        Ok(mask)
     }
 
     /// [`BitMask::bernoulli`] and [`BitMask::apply`] in one pass: each chunk's bits are drawn and
@@ -130,13 +152,13 @@ impl BitMask {
         keep_prob: f64,
         scale: T,
         rng: &mut R,
-    ) -> (Self, Vec<T>) {
+    ) -> crate::Result<(Self, Vec<T>)> {
         let (seed, threshold) = (rng.next_u64(), keep_threshold(keep_prob));
-        let mut mask = Self::zeros(x.len());
-        let mut out = pool::dirty(x.len());
+        let mut mask = Self::zeros(x.len())?;
+        let mut out = pool::try_dirty("dropout", x.len())?;
         let work = |(chunk, ((words, xs), outs)): ChunkWork<'_, T>| {
             fill_chunk(words, seed, chunk as u64, threshold);
-            apply_words(words, xs, scale, outs);
+            apply_words(words, xs, scale, false, outs);
         };
         if crate::tensor::parallel(x.len()) {
             (mask
@@ -156,7 +178,7 @@ impl BitMask {
             .for_each(work);
         }
         mask.clear_tail();
-        (mask, out)
+        Ok((mask, out))
     }
 
     /// Number of bits.
@@ -208,18 +230,37 @@ impl BitMask {
         }
     }
 
-    /// `out[i] = x[i] · scale` where bit `i` is set, else exactly 0: dropout's forward and
-    /// backward alike. Fails unless `x`, `out` and the mask have one length.
+    /// Dropout's forward and backward, with PyTorch's semantics (`x * mask * scale`):
+    /// `out[i] = x[i] · (bit i ? scale : 0)`. A dropped NaN or infinity gives NaN (0 · ∞), so anomaly
+    /// mode still sees it; a dropped negative number gives −0. Fails unless `x`, `out` and the mask
+    /// have one length.
     ///
     /// ```
     /// use tapegrad::BitMask;
-    /// let mask = BitMask::from_bools(&[true, false, true]);
-    /// let mut out = [0.0f32; 3];
-    /// mask.apply(&[1.0, 2.0, f32::INFINITY], 2.0, &mut out)?;
-    /// assert_eq!(out, [2.0, 0.0, f32::INFINITY]);
+    /// let mask = BitMask::from_bools(&[true, false, true, false])?;
+    /// let mut out = [0.0f32; 4];
+    /// mask.apply(&[1.0, 2.0, f32::INFINITY, f32::NAN], 2.0, &mut out)?;
+    /// assert_eq!(out[..3], [2.0, 0.0, f32::INFINITY]);
+    /// assert!(out[3].is_nan()); // a dropped NaN is not hidden
     /// # Ok::<(), tapegrad::Error>(())
     /// ```
     pub fn apply<T: crate::Float>(&self, x: &[T], scale: T, out: &mut [T]) -> crate::Result<()> {
+        self.apply_as(x, scale, false, out)
+    }
+
+    /// `out[i] = bit i ? x[i] · scale : +0.0`: where a bit is clear the output is exactly zero,
+    /// whatever `x[i]` is. ReLU's backward (PyTorch's `threshold_backward`).
+    pub fn select<T: crate::Float>(&self, x: &[T], scale: T, out: &mut [T]) -> crate::Result<()> {
+        self.apply_as(x, scale, true, out)
+    }
+
+    fn apply_as<T: crate::Float>(
+        &self,
+        x: &[T],
+        scale: T,
+        exact_zero: bool,
+        out: &mut [T],
+    ) -> crate::Result<()> {
         if x.len() != self.len || out.len() != self.len {
             return Err(crate::Error::MaskLength {
                 op: "BitMask::apply",
@@ -233,9 +274,9 @@ impl BitMask {
                 .par_chunks(WORDS_PER_CHUNK)
                 .zip(x.par_chunks(MASK_CHUNK)))
             .zip(out.par_chunks_mut(MASK_CHUNK))
-            .for_each(|((words, xs), outs)| apply_words(words, xs, scale, outs));
+            .for_each(|((words, xs), outs)| apply_words(words, xs, scale, exact_zero, outs));
         } else {
-            apply_words(&self.words, x, scale, out);
+            apply_words(&self.words, x, scale, exact_zero, out);
         }
         Ok(())
     }
@@ -252,10 +293,10 @@ fn keep_threshold(keep_prob: f64) -> u64 {
     (keep_prob.clamp(0.0, 1.0) * 4_294_967_296.0).round() as u64
 }
 
-/// `out[i] = x[i] · scale` where bit i of `words` is set, else exactly 0, without branches.
-fn apply_words<T: crate::Float>(words: &[u64], x: &[T], scale: T, out: &mut [T]) {
+/// Applies the mask words to `x` without branches (see [`Float::apply_mask_word`](crate::Float)).
+fn apply_words<T: crate::Float>(words: &[u64], x: &[T], scale: T, exact_zero: bool, out: &mut [T]) {
     for ((&word, xs), outs) in words.iter().zip(x.chunks(64)).zip(out.chunks_mut(64)) {
-        T::apply_mask_word(word, xs, scale, outs);
+        T::apply_mask_word(word, xs, scale, exact_zero, outs);
     }
 }
 
@@ -322,17 +363,20 @@ mod tests {
     #[test]
     fn tail_bits_are_clear_and_edges_exact() {
         let mut rng = Pcg64::seed_from_u64(3);
-        let m = BitMask::bernoulli(70, 1.0, &mut rng);
+        let m = BitMask::bernoulli(70, 1.0, &mut rng).unwrap();
         assert_eq!(m.count_ones(), 70);
         assert_eq!(m.words()[1] >> 6, 0);
-        assert_eq!(BitMask::bernoulli(70, 0.0, &mut rng).count_ones(), 0);
+        assert_eq!(
+            BitMask::bernoulli(70, 0.0, &mut rng).unwrap().count_ones(),
+            0
+        );
     }
 
     #[test]
     fn one_draw_per_mask() {
         let mut a = Pcg64::seed_from_u64(9);
         let mut b = Pcg64::seed_from_u64(9);
-        BitMask::bernoulli(100_000, 0.5, &mut a);
+        BitMask::bernoulli(100_000, 0.5, &mut a).unwrap();
         b.next_u64();
         assert_eq!(a.next_u64(), b.next_u64());
     }

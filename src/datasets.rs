@@ -56,12 +56,56 @@ impl Digits {
     /// Reads and validates a digits file.
     pub fn load(path: impl AsRef<Path>) -> Result<Digits> {
         let name = path.as_ref().display().to_string();
-        let text = std::fs::read_to_string(path.as_ref()).map_err(|source| Error::Io {
+        let bytes = std::fs::read(path.as_ref()).map_err(|source| Error::Io {
             op: "Digits::load",
             path: name.clone(),
             source,
         })?;
+        // Not UTF-8: name the first line that is not, rather than failing the whole read.
+        let text = match String::from_utf8(bytes) {
+            Ok(text) => text,
+            Err(e) => {
+                let valid = e.utf8_error().valid_up_to();
+                let line = e.as_bytes()[..valid]
+                    .iter()
+                    .filter(|&&b| b == b'\n')
+                    .count()
+                    + 1;
+                return Err(Error::BadData {
+                    path: name,
+                    line,
+                    reason: format!("not UTF-8 text (invalid byte at offset {valid})"),
+                });
+            }
+        };
         Self::parse(&text, &name)
+    }
+
+    /// Checks the public fields against each other: one label per image, labels 0–9, pixel counts
+    /// 0–16. [`Digits::parse`] only builds valid data sets, but the fields can be changed.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |reason: String| Error::BadData {
+            path: "Digits".to_string(),
+            line: 0,
+            reason,
+        };
+        if self.images.len() != self.labels.len() {
+            return Err(bad(format!(
+                "{} images but {} labels",
+                self.images.len(),
+                self.labels.len()
+            )));
+        }
+        if let Some(i) = self.labels.iter().position(|&l| l > 9) {
+            return Err(bad(format!(
+                "label {} of image {i} is not 0-9",
+                self.labels[i]
+            )));
+        }
+        if let Some(i) = self.images.iter().position(|im| im.iter().any(|&p| p > 16)) {
+            return Err(bad(format!("image {i} has a pixel count above 16")));
+        }
+        Ok(())
     }
 
     /// Parses the text format: `#` comment lines, then one image per line, `label` (0–9), a space,
@@ -129,7 +173,11 @@ impl Digits {
 
     /// The images at `indices` as features scaled to [0, 1], with their labels.
     pub fn subset<T: Float>(&self, indices: &[usize]) -> Result<Split<T>> {
-        let mut data = Vec::with_capacity(indices.len() * DIGIT_PIXELS);
+        self.validate()?;
+        let mut data = crate::kernels::pool::try_empty(
+            "Digits::subset",
+            indices.len().saturating_mul(DIGIT_PIXELS),
+        )?;
         let mut labels = Vec::with_capacity(indices.len());
         let scale = T::ONE / T::from_f64(16.0);
         for &i in indices {

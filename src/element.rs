@@ -75,15 +75,19 @@ pub trait Float:
     fn extend_le_bytes(self, out: &mut Vec<u8>);
     /// Reads a value from exactly [`Float::BYTES`] little-endian bytes.
     fn from_le_slice(bytes: &[u8]) -> Self;
-    /// `out[i] = x[i] · scale` where bit i of `word` is set, else exactly +0.0; `x` and `out` hold
-    /// at most 64 elements. A table turns each byte of the word into eight lane masks, so the loop is
-    /// a multiply and a bitwise AND per element, which vectorises without AVX2's variable shifts.
+    /// Applies one 64-bit word of a mask to at most 64 elements. With `exact_zero` false (dropout,
+    /// as PyTorch's `x * mask * scale`): `out[i] = x[i] · (bit i ? scale : 0)`, so a dropped NaN or
+    /// infinity stays NaN. With `exact_zero` true (ReLU's backward, PyTorch's `threshold_backward`):
+    /// `out[i] = bit i ? x[i] · scale : +0.0`. A table turns each byte of the word into eight lane
+    /// masks, so the loop is a multiply and a bitwise AND per element, which vectorises without
+    /// AVX2's variable shifts.
     #[doc(hidden)]
-    fn apply_mask_word(word: u64, x: &[Self], scale: Self, out: &mut [Self]);
+    fn apply_mask_word(word: u64, x: &[Self], scale: Self, exact_zero: bool, out: &mut [Self]);
     /// ReLU's forward in one pass: `out[i] = max(x[i], 0)` (a NaN stays NaN, as in PyTorch) and
-    /// the packed bits [x[i] > 0], 64 to a word, which backward needs.
+    /// the packed bits `[x[i] > 0 or x[i] is NaN]`, 64 to a word, which backward needs (a NaN passes its
+    /// gradient, as PyTorch's `threshold_backward` does).
     #[doc(hidden)]
-    fn relu_words(x: &[Self], out: &mut [Self]) -> Vec<u64>;
+    fn relu_words(x: &[Self], out: &mut [Self]) -> crate::Result<Vec<u64>>;
     /// A draw from the standard normal distribution.
     fn standard_normal<R: Rng + ?Sized>(rng: &mut R) -> Self;
     /// A draw from the uniform distribution on `[0, 1)`.
@@ -150,7 +154,13 @@ macro_rules! impl_float {
                 raw.copy_from_slice(bytes);
                 <$t>::from_le_bytes(raw)
             }
-            fn apply_mask_word(word: u64, x: &[Self], scale: Self, out: &mut [Self]) {
+            fn apply_mask_word(
+                word: u64,
+                x: &[Self],
+                scale: Self,
+                exact_zero: bool,
+                out: &mut [Self],
+            ) {
                 /// LANES[b][j] is all ones if bit j of byte b is set, else 0.
                 const LANES: [[$bits; 8]; 256] = {
                     let mut table = [[0; 8]; 256];
@@ -169,19 +179,33 @@ macro_rules! impl_float {
                 };
                 let (x_full, x_rest) = x.as_chunks::<8>();
                 let (out_full, out_rest) = out.as_chunks_mut::<8>();
-                for (k, (xs, os)) in x_full.iter().zip(out_full.iter_mut()).enumerate() {
-                    let lanes = &LANES[(word >> (8 * k) & 0xFF) as usize];
-                    for j in 0..8 {
-                        os[j] = <$t>::from_bits((xs[j] * scale).to_bits() & lanes[j]);
+                let done = 8 * x_full.len();
+                if exact_zero {
+                    for (k, (xs, os)) in x_full.iter().zip(out_full.iter_mut()).enumerate() {
+                        let lanes = &LANES[(word >> (8 * k) & 0xFF) as usize];
+                        for j in 0..8 {
+                            os[j] = <$t>::from_bits((xs[j] * scale).to_bits() & lanes[j]);
+                        }
+                    }
+                    for (j, (&xv, o)) in x_rest.iter().zip(out_rest.iter_mut()).enumerate() {
+                        *o = (xv * scale).keep_or_zero(word >> (done + j) & 1 == 1);
+                    }
+                } else {
+                    // The factor is `scale` or +0.0, then one multiply: 0 · NaN = NaN, as in PyTorch.
+                    let bits = scale.to_bits();
+                    for (k, (xs, os)) in x_full.iter().zip(out_full.iter_mut()).enumerate() {
+                        let lanes = &LANES[(word >> (8 * k) & 0xFF) as usize];
+                        for j in 0..8 {
+                            os[j] = xs[j] * <$t>::from_bits(bits & lanes[j]);
+                        }
+                    }
+                    for (j, (&xv, o)) in x_rest.iter().zip(out_rest.iter_mut()).enumerate() {
+                        *o = xv * scale.keep_or_zero(word >> (done + j) & 1 == 1);
                     }
                 }
-                let done = 8 * x_full.len();
-                for (j, (&xv, o)) in x_rest.iter().zip(out_rest.iter_mut()).enumerate() {
-                    *o = (xv * scale).keep_or_zero(word >> (done + j) & 1 == 1);
-                }
             }
-            fn relu_words(x: &[Self], out: &mut [Self]) -> Vec<u64> {
-                let mut words = crate::kernels::pool::empty(x.len().div_ceil(64));
+            fn relu_words(x: &[Self], out: &mut [Self]) -> crate::Result<Vec<u64>> {
+                let mut words = crate::kernels::pool::try_empty("relu", x.len().div_ceil(64))?;
                 let (x_full, x_rest) = x.as_chunks::<64>();
                 let (out_full, out_rest) = out.as_chunks_mut::<64>();
                 for (xs, os) in x_full.iter().zip(out_full.iter_mut()) {
@@ -197,7 +221,7 @@ macro_rules! impl_float {
                         let mut byte = 0u8;
                         for j in 0..8 {
                             let v = x8[j];
-                            byte |= u8::from(v > 0.0) << j;
+                            byte |= u8::from(v > 0.0 || v.is_nan()) << j;
                             // `v < 0` rather than `v > 0`: a NaN passes through.
                             o8[j] = if v < 0.0 { 0.0 } else { v };
                         }
@@ -208,12 +232,12 @@ macro_rules! impl_float {
                 if !x_rest.is_empty() {
                     let mut word = 0u64;
                     for (b, (&v, o)) in x_rest.iter().zip(out_rest.iter_mut()).enumerate() {
-                        word |= u64::from(v > 0.0) << b;
+                        word |= u64::from(v > 0.0 || v.is_nan()) << b;
                         *o = if v < 0.0 { 0.0 } else { v };
                     }
                     words.push(word);
                 }
-                words
+                Ok(words)
             }
             fn standard_normal<R: Rng + ?Sized>(rng: &mut R) -> Self {
                 StandardNormal.sample(rng)

@@ -39,6 +39,25 @@ pub enum Error {
         /// The offending dimensions.
         dims: Vec<usize>,
     },
+    /// A tensor, mask or buffer too large to allocate: the allocator refused it (or its size in bytes
+    /// overflows). Nothing was changed.
+    #[error("{op}: cannot allocate {bytes} bytes")]
+    OutOfMemory {
+        /// The operation that needed the memory.
+        op: &'static str,
+        /// The bytes asked for (exact, even beyond `usize`).
+        bytes: u128,
+    },
+    /// A shape with more axes than tapegrad supports ([`MAX_RANK`](crate::MAX_RANK)).
+    #[error("{op}: rank {rank} exceeds the maximum of {max} axes")]
+    RankTooLarge {
+        /// The operation.
+        op: &'static str,
+        /// The rank asked for.
+        rank: usize,
+        /// The largest supported rank.
+        max: usize,
+    },
     /// A buffer whose length does not match the element count of its shape.
     #[error("{op}: shape {shape} holds {expected} elements but {got} were given")]
     DataLength {
@@ -152,6 +171,28 @@ pub enum Error {
         /// The operation.
         op: &'static str,
     },
+    /// A backward pass that would release the saved state of a tape whose walk is still in
+    /// progress (a backward started from inside a backward rule): the outer walk would lose the
+    /// rules it has yet to run.
+    #[error(
+        "backward: a backward pass of this tape is already in progress; a nested backward must pass `retain_graph: true` (or use `backward_graph`)"
+    )]
+    BackwardInProgress,
+    /// An optimizer's saved state whose shape no longer fits its parameter (the parameter was
+    /// replaced by one of another shape).
+    #[error(
+        "{op}: the state kept for parameter `{name}` has shape {state:?}, but the parameter now has shape {param:?}"
+    )]
+    StateShape {
+        /// The optimizer.
+        op: &'static str,
+        /// The parameter's name.
+        name: String,
+        /// Dimensions of the saved state.
+        state: Vec<usize>,
+        /// Dimensions of the parameter.
+        param: Vec<usize>,
+    },
     /// `backward()` from a value that depends on nothing that requires a gradient.
     #[error("backward: the loss depends on no parameter or leaf that requires a gradient")]
     NoGradRequired,
@@ -209,6 +250,14 @@ pub enum Error {
     #[error("checkpoint: unexpected tensor `{name}` (the model has no such parameter)")]
     CheckpointUnexpected {
         /// The tensor's name in the file.
+        name: String,
+    },
+    /// Two tensors of one model (or one checkpoint) under the same name.
+    #[error("{op}: the name `{name}` is used by more than one tensor")]
+    DuplicateName {
+        /// The operation (save or load).
+        op: &'static str,
+        /// The repeated name.
         name: String,
     },
     /// A checkpoint tensor whose shape differs from the parameter's.

@@ -43,6 +43,43 @@ pub struct GradcheckOptions {
     pub fast: bool,
 }
 
+impl GradcheckOptions {
+    /// Fails with [`Error::InvalidHyperparameter`] unless ε is finite and > 0 and both tolerances
+    /// are finite and ≥ 0 (an ε of 0 divides by zero, a NaN tolerance passes or fails everything).
+    pub fn validate(&self) -> Result<()> {
+        let check = |name, value: f64, ok: bool, reason| {
+            if ok {
+                Ok(())
+            } else {
+                Err(Error::InvalidHyperparameter {
+                    op: "gradcheck",
+                    name,
+                    value,
+                    reason,
+                })
+            }
+        };
+        check(
+            "eps",
+            self.eps,
+            self.eps.is_finite() && self.eps > 0.0,
+            "must be finite and > 0",
+        )?;
+        check(
+            "atol",
+            self.atol,
+            self.atol.is_finite() && self.atol >= 0.0,
+            "must be finite and >= 0",
+        )?;
+        check(
+            "rtol",
+            self.rtol,
+            self.rtol.is_finite() && self.rtol >= 0.0,
+            "must be finite and >= 0",
+        )
+    }
+}
+
 impl Default for GradcheckOptions {
     fn default() -> Self {
         GradcheckOptions {
@@ -196,6 +233,7 @@ pub fn gradgradcheck<F>(
 where
     F: for<'t> Fn(&'t Tape<f64>, &[Var<'t, f64>], &mut Pcg64) -> Result<Var<'t, f64>>,
 {
+    options.validate()?;
     // The output's shape, from one evaluation, to draw the fixed output gradient v.
     let out = evaluate(&|t, v, r| f(t, v, r).map(|o| vec![o]), inputs, options.seed)?;
     // A different stream from the one handed to f, so v is unrelated to f's own draws.
@@ -206,20 +244,18 @@ where
             let y = f(tape, vars, rng)?;
             if !y.requires_grad() {
                 // f ignores its inputs: its gradients are constant zeros.
-                return Ok(vars
+                return vars
                     .iter()
-                    .map(|x| tape.constant(Tensor::full_shape(x.shape(), 0.0)))
-                    .collect());
+                    .map(|x| Ok(tape.constant(Tensor::full_shape(x.shape(), 0.0)?)))
+                    .collect();
             }
             let grads = y.backward_graph(Some(tape.constant(v.clone())))?;
-            Ok(vars
-                .iter()
-                .map(|&x| {
-                    grads
-                        .wrt(x)
-                        .unwrap_or_else(|_| tape.constant(Tensor::full_shape(x.shape(), 0.0)))
+            vars.iter()
+                .map(|&x| match grads.wrt(x) {
+                    Ok(g) => Ok(g),
+                    Err(_) => Ok(tape.constant(Tensor::full_shape(x.shape(), 0.0)?)),
                 })
-                .collect())
+                .collect()
         },
         inputs,
         options,
@@ -247,6 +283,7 @@ fn check_outputs<F>(
 where
     F: Outputs,
 {
+    options.validate()?;
     if options.fast {
         return check_projected(&f, inputs, options);
     }
@@ -280,9 +317,9 @@ where
                 } else {
                     abs - allowed
                 };
-                check.max_abs_err = check.max_abs_err.max(abs);
                 let rel = if num == 0.0 { abs } else { abs / num.abs() };
-                check.max_rel_err = check.max_rel_err.max(rel);
+                check.max_abs_err = nan_max(check.max_abs_err, abs);
+                check.max_rel_err = nan_max(check.max_rel_err, rel);
                 check.passed &= ok;
                 if check.worst.is_none() || excess > worst_excess {
                     worst_excess = excess;
@@ -319,7 +356,11 @@ where
     let mut unit = |dims: &[usize]| -> Result<Tensor<f64>> {
         let t = Tensor::normal(dims, 0.0, 1.0, &mut directions)?;
         let norm = t.data().iter().map(|x| x * x).sum::<f64>().sqrt();
-        Ok(if norm > 0.0 { t.map(|x| x / norm) } else { t })
+        if norm > 0.0 {
+            t.map(|x| x / norm)
+        } else {
+            Ok(t)
+        }
     };
     let outs = evaluate(f, inputs, options.seed)?;
     let v: Vec<Tensor<f64>> = outs.iter().map(|o| unit(o.dims())).collect::<Result<_>>()?;
@@ -334,8 +375,8 @@ where
     let outputs = f(&tape, &vars, &mut Pcg64::seed_from_u64(options.seed))?;
     let mut vjp: Vec<Tensor<f64>> = inputs
         .iter()
-        .map(|x| Tensor::full_shape(x.shape().clone(), 0.0))
-        .collect();
+        .map(Tensor::zeros_like)
+        .collect::<Result<_>>()?;
     for (out, v) in outputs.iter().zip(&v) {
         if !out.requires_grad() {
             continue;
@@ -404,6 +445,16 @@ where
     }
 }
 
+/// The larger of two errors, where NaN counts as the largest: a NaN error must show in the report,
+/// not vanish behind `f64::max`.
+fn nan_max(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.max(b)
+    }
+}
+
 fn unravel(mut flat: usize, strides: &[usize]) -> Vec<usize> {
     strides
         .iter()
@@ -469,7 +520,7 @@ where
         for j in 0..out_shape.numel() {
             // An output that does not depend on the inputs has a zero row, as initialised.
             if out.requires_grad() {
-                let mut seed_grad = Tensor::full_shape(out_shape.clone(), 0.0);
+                let mut seed_grad = Tensor::full_shape(out_shape.clone(), 0.0)?;
                 seed_grad.data_mut()[j] = 1.0;
                 let grads =
                     out.backward_with(BackwardOptions::new().seed(seed_grad).retain_graph(true))?;

@@ -7,6 +7,32 @@ use crate::param::{Param, ParamId};
 use crate::tape::{NodeId, Tape, Var};
 use crate::tensor::Tensor;
 
+/// A parameter recorded more than once (its value changed between two [`Tape::param`] calls) has
+/// one node per value; its gradient is the sum over them, kept on its latest node. Returns each
+/// parameter once, with that node.
+fn merge_repeated_params<G>(
+    grads: &mut [Option<G>],
+    params: Vec<(ParamId, NodeId)>,
+    mut add: impl FnMut(G, G) -> Result<G>,
+) -> Result<Vec<(ParamId, NodeId)>> {
+    let mut latest: Vec<(ParamId, NodeId)> = Vec::with_capacity(params.len());
+    for (param, node) in params.into_iter().rev() {
+        let Some(&(_, last)) = latest.iter().find(|(p, _)| *p == param) else {
+            latest.push((param, node));
+            continue;
+        };
+        let earlier = grads.get_mut(node.index()).and_then(Option::take);
+        if let (Some(earlier), Some(slot)) = (earlier, grads.get_mut(last.index())) {
+            *slot = Some(match slot.take() {
+                Some(sum) => add(sum, earlier)?,
+                None => earlier,
+            });
+        }
+    }
+    latest.reverse();
+    Ok(latest)
+}
+
 /// Gradients of one backward pass, as plain tensors.
 ///
 /// Every leaf and parameter that requires a gradient and influences the loss has one; intermediate
@@ -23,9 +49,15 @@ pub struct Gradients<T: Float> {
 impl<T: Float> Gradients<T> {
     pub(crate) fn new(
         tape_id: u64,
-        grads: Vec<Option<Tensor<T>>>,
+        mut grads: Vec<Option<Tensor<T>>>,
         params: Vec<(ParamId, NodeId)>,
     ) -> Self {
+        let params = merge_repeated_params(&mut grads, params, |mut sum, earlier| {
+            sum.add_assign_same_shape(&earlier);
+            Ok(sum)
+        })
+        // Adding tensors in place cannot fail.
+        .unwrap_or_default();
         Gradients {
             tape_id,
             grads,
@@ -113,14 +145,15 @@ pub struct GraphGradients<'t, T: Float> {
 impl<'t, T: Float> GraphGradients<'t, T> {
     pub(crate) fn new(
         tape: &'t Tape<T>,
-        grads: Vec<Option<Var<'t, T>>>,
+        mut grads: Vec<Option<Var<'t, T>>>,
         params: Vec<(ParamId, NodeId)>,
-    ) -> Self {
-        GraphGradients {
+    ) -> Result<Self> {
+        let params = merge_repeated_params(&mut grads, params, |sum, earlier| sum.add(earlier))?;
+        Ok(GraphGradients {
             tape,
             grads,
             params,
-        }
+        })
     }
 
     /// The gradient with respect to `var`, as a `Var` on the same tape.

@@ -66,14 +66,14 @@ where
     let zeros = || {
         inputs
             .iter()
-            .map(|x| Tensor::full_shape(x.shape().clone(), T::ZERO))
-            .collect::<Vec<_>>()
+            .map(Tensor::zeros_like)
+            .collect::<Result<Vec<_>>>()
     };
     if !y.requires_grad() {
         return Ok(Hvp {
             value,
-            grads: zeros(),
-            hvp: zeros(),
+            grads: zeros()?,
+            hvp: zeros()?,
         });
     }
     let first = y.backward_graph(None)?;
@@ -82,11 +82,11 @@ where
     let mut grads = Vec::with_capacity(vars.len());
     for (&x, v) in vars.iter().zip(directions) {
         let Ok(g) = first.wrt(x) else {
-            grads.push(Tensor::full_shape(x.shape(), T::ZERO));
+            grads.push(Tensor::full_shape(x.shape(), T::ZERO)?);
             continue;
         };
-        grads.push((*g.value()).clone());
-        let term = g.mul(tape.constant(v.clone()))?.sum()?;
+        grads.push(g.value().try_clone()?);
+        let term = g.mul(tape.constant(v.try_clone()?))?.sum()?;
         directional = Some(match directional {
             Some(sum) => sum.add(term)?,
             None => term,
@@ -96,16 +96,14 @@ where
         Some(s) if s.requires_grad() => {
             let second = s.backward()?;
             vars.iter()
-                .map(|&x| {
-                    second
-                        .get(x)
-                        .cloned()
-                        .unwrap_or_else(|| Tensor::full_shape(x.shape(), T::ZERO))
+                .map(|&x| match second.get(x) {
+                    Some(g) => g.try_clone(),
+                    None => Tensor::full_shape(x.shape(), T::ZERO),
                 })
-                .collect()
+                .collect::<Result<Vec<_>>>()?
         }
         // The gradient does not depend on the inputs (f is linear, or piecewise linear): H = 0.
-        _ => zeros(),
+        _ => zeros()?,
     };
     Ok(Hvp { value, grads, hvp })
 }

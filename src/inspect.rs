@@ -40,7 +40,7 @@ impl fmt::Display for TensorSummary {
         for (i, v) in self.head.iter().enumerate() {
             write!(f, "{}{v:+.4e}", if i > 0 { ", " } else { "" })?;
         }
-        let total: usize = self.dims.iter().product();
+        let total = self.dims.iter().fold(1usize, |a, &d| a.saturating_mul(d));
         write!(f, "{}]", if total > self.head.len() { ", …" } else { "" })
     }
 }

@@ -27,8 +27,10 @@ use rand_pcg::Pcg64;
 
 use crate::bitmask::BitMask;
 use crate::element::Float;
-use crate::error::Result;
-use crate::ops::dropout_scale;
+use crate::error::{Error, Result};
+use crate::ops::dropout_scale_in;
+use crate::ops::log_softmax_rows;
+use crate::ops::nll_mean;
 use crate::tape::Tape;
 use crate::tensor::Tensor;
 
@@ -122,7 +124,28 @@ impl<T: Float> MlpWeights<T> {
 impl LessonConfig {
     /// Draws the data and initial weights from `seed`: X ~ N(0, 1), labels uniform, W1 and W2
     /// ~ N(0, 1)·weight_scale, zero biases.
+    ///
+    /// Fails with [`Error::InvalidHyperparameter`] for a size of 0 or a weight scale that is
+    /// negative or not finite.
     pub fn generate<T: Float>(&self) -> Result<(LessonData<T>, MlpWeights<T>)> {
+        for (name, value) in [("n", self.n), ("d", self.d), ("h", self.h), ("k", self.k)] {
+            if value == 0 {
+                return Err(Error::InvalidHyperparameter {
+                    op: "LessonConfig",
+                    name,
+                    value: 0.0,
+                    reason: "must be at least 1",
+                });
+            }
+        }
+        if !(self.weight_scale.is_finite() && self.weight_scale >= 0.0) {
+            return Err(Error::InvalidHyperparameter {
+                op: "LessonConfig",
+                name: "weight_scale",
+                value: self.weight_scale,
+                reason: "must be finite and >= 0",
+            });
+        }
         let mut rng = Pcg64::seed_from_u64(self.seed);
         let x = Tensor::normal(&[self.n, self.d], T::ZERO, T::ONE, &mut rng)?;
         let labels = (0..self.n).map(|_| rng.random_range(0..self.k)).collect();
@@ -180,50 +203,42 @@ pub fn manual_step<T: Float, R: Rng + ?Sized>(
     p: f64,
     rng: &mut R,
 ) -> Result<StepResult<T>> {
-    let n = data.labels.len();
+    let (n, k) = validate(data, weights)?;
     let inv_n = T::ONE / T::from_f64(n as f64);
-    let scale = T::from_f64(dropout_scale(p));
+    // The scale exactly as the tape's dropout computes it (in T, as PyTorch does).
+    let scale = dropout_scale_in::<T>(p);
 
     // Forward.
     let z1 = data
         .x
         .matmul(&weights.w1)?
         .zip_map(&weights.b1, "add", |a, b| a + b)?;
-    let h1 = z1.map(|v| if v < T::ZERO { T::ZERO } else { v });
+    let h1 = z1.map(|v| if v < T::ZERO { T::ZERO } else { v })?;
     let mask = BitMask::dropout(h1.numel(), p, rng)?;
-    let mut h1d = h1.clone();
+    let mut h1d = h1.try_clone()?;
     mask.apply(h1.data(), scale, h1d.data_mut())?;
     let s = h1d
         .matmul(&weights.w2)?
         .zip_map(&weights.b2, "add", |a, b| a + b)?;
-    let k = weights.b2.numel();
-    let mut log_p = s.clone();
-    for row in log_p.data_mut().chunks_mut(k) {
-        let max = row.iter().copied().fold(T::NEG_INFINITY, T::max);
-        let log_norm = max + row.iter().map(|&v| (v - max).exp()).sum::<T>().ln();
-        row.iter_mut().for_each(|v| *v -= log_norm);
-    }
-    let loss = -data
-        .labels
-        .iter()
-        .enumerate()
-        .map(|(i, &y)| log_p.data()[i * k + y])
-        .sum::<T>()
-        * inv_n;
+    // log P row by row, and the mean NLL: the kernels the tape's ops use, so the sums agree.
+    let mut log_p = s.try_clone()?;
+    log_softmax_rows(s.data(), k, log_p.data_mut())?;
+    let loss = nll_mean(log_p.data(), k, &data.labels)?;
 
     // Backward: dS = (P − Y)/N.
-    let mut ds = log_p.map(|v| v.exp() * inv_n);
+    let mut ds = log_p.map(|v| v.exp() * inv_n)?;
     for (i, &y) in data.labels.iter().enumerate() {
         ds.data_mut()[i * k + y] -= inv_n;
     }
     let dw2 = h1d.t_matmul(&ds)?;
     let db2 = ds.sum_axis(0, false)?;
     let dh1d = ds.matmul_t(&weights.w2)?;
-    // Dropout's backward: the same mask, the same scale. Then ReLU's: pass where Z1 > 0.
-    let mut dz1 = dh1d.clone();
+    // Dropout's backward: the same mask, the same scale. Then ReLU's: pass where Z1 > 0
+    // (and where Z1 is NaN, as PyTorch's threshold_backward does).
+    let mut dz1 = dh1d.try_clone()?;
     mask.apply(dh1d.data(), scale, dz1.data_mut())?;
     for (g, &z) in dz1.data_mut().iter_mut().zip(z1.data()) {
-        *g = g.keep_or_zero(z > T::ZERO);
+        *g = g.keep_or_zero(z > T::ZERO || z.is_nan());
     }
     let dw1 = data.x.t_matmul(&dz1)?;
     let db1 = dz1.sum_axis(0, false)?;
@@ -240,6 +255,56 @@ pub fn manual_step<T: Float, R: Rng + ?Sized>(
     })
 }
 
+/// Checks that data and weights fit together: X `[N, d]`, W1 `[d, H]`, b1 `[H]`, W2 `[H, K]`,
+/// b2 `[K]`, N labels in `0..K`, N ≥ 1. Returns (N, K).
+fn validate<T: Float>(data: &LessonData<T>, weights: &MlpWeights<T>) -> Result<(usize, usize)> {
+    let op = "lesson";
+    let mismatch = |lhs: &Tensor<T>, rhs: &Tensor<T>| Error::ShapeMismatch {
+        op,
+        lhs: lhs.shape().clone(),
+        rhs: rhs.shape().clone(),
+    };
+    let (&[n, d], &[d1, h], &[h2, k]) = (data.x.dims(), weights.w1.dims(), weights.w2.dims())
+    else {
+        return Err(Error::BadRank {
+            op,
+            expected: "X [N, d], W1 [d, H] and W2 [H, K] as matrices",
+            shape: data.x.shape().clone(),
+        });
+    };
+    if d != d1 {
+        return Err(mismatch(&data.x, &weights.w1));
+    }
+    if h != h2 || weights.b1.dims() != [h] {
+        return Err(mismatch(&weights.w1, &weights.b1));
+    }
+    if weights.b2.dims() != [k] {
+        return Err(mismatch(&weights.w2, &weights.b2));
+    }
+    if data.labels.len() != n {
+        return Err(Error::LabelCount {
+            op,
+            labels: data.labels.len(),
+            batch: n,
+        });
+    }
+    if n == 0 {
+        return Err(Error::EmptyBatch {
+            op,
+            shape: data.x.shape().clone(),
+        });
+    }
+    if let Some((position, &label)) = data.labels.iter().enumerate().find(|(_, l)| **l >= k) {
+        return Err(Error::LabelOutOfRange {
+            op,
+            position,
+            label: i64::try_from(label).unwrap_or(i64::MAX),
+            classes: k,
+        });
+    }
+    Ok((n, k))
+}
+
 /// The same step recorded on a tape; backward finds the gradients.
 pub fn tape_step<T: Float, R: Rng + ?Sized>(
     data: &LessonData<T>,
@@ -247,9 +312,15 @@ pub fn tape_step<T: Float, R: Rng + ?Sized>(
     p: f64,
     rng: &mut R,
 ) -> Result<StepResult<T>> {
+    validate(data, weights)?;
     let tape = Tape::new();
-    let x = tape.constant(data.x.clone());
-    let [w1, b1, w2, b2] = weights.tensors().map(|w| tape.leaf(w.clone()));
+    let x = tape.constant(data.x.try_clone()?);
+    let [w1, b1, w2, b2] = [
+        tape.leaf(weights.w1.try_clone()?),
+        tape.leaf(weights.b1.try_clone()?),
+        tape.leaf(weights.w2.try_clone()?),
+        tape.leaf(weights.b2.try_clone()?),
+    ];
     let hidden = x.matmul(w1)?.add(b1)?.relu()?.dropout(p, rng)?;
     let logits = hidden.matmul(w2)?.add(b2)?;
     let loss = logits.cross_entropy(&data.labels)?;
@@ -275,10 +346,16 @@ pub fn tape_step<T: Float, R: Rng + ?Sized>(
 
 /// Accuracy with dropout off (eval mode: the identity, no random numbers drawn).
 pub fn eval_accuracy<T: Float>(data: &LessonData<T>, weights: &MlpWeights<T>) -> Result<f64> {
+    validate(data, weights)?;
     let tape = Tape::no_grad();
-    let [w1, b1, w2, b2] = weights.tensors().map(|w| tape.constant(w.clone()));
+    let [w1, b1, w2, b2] = [
+        tape.constant(weights.w1.try_clone()?),
+        tape.constant(weights.b1.try_clone()?),
+        tape.constant(weights.w2.try_clone()?),
+        tape.constant(weights.b2.try_clone()?),
+    ];
     let logits = tape
-        .constant(data.x.clone())
+        .constant(data.x.try_clone()?)
         .matmul(w1)?
         .add(b1)?
         .relu()?

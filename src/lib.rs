@@ -61,6 +61,7 @@ pub mod gradcheck;
 mod grads;
 pub mod higher_order;
 pub mod inspect;
+pub(crate) mod io;
 mod kernels;
 pub mod lesson;
 pub mod nn;
@@ -79,12 +80,12 @@ pub use gradcheck::{GradcheckOptions, GradcheckReport, gradcheck, gradgradcheck}
 pub use grads::{Gradients, GraphGradients};
 pub use higher_order::{Hvp, hvp};
 pub use inspect::{BackwardTrace, TensorSummary, TraceStep};
-pub use ops::{Label, dropout_scale};
+pub use ops::{Label, dropout_scale, dropout_scale_in};
 pub use param::{Param, ParamId};
-pub use shape::Shape;
+pub use shape::{MAX_RANK, Shape};
 pub use tape::{BackwardOptions, NodeId, NodeKind, Tape, Var};
 pub use tensor::Tensor;
-pub use threads::{num_threads, set_num_threads};
+pub use threads::{MAX_THREADS, num_threads, set_num_threads};
 
 /// The README's and the guide's code blocks, compiled and run as doc tests.
 #[cfg(doctest)]

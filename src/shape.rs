@@ -10,6 +10,10 @@ use smallvec::SmallVec;
 
 use crate::error::{Error, Result};
 
+/// The most axes a tensor may have. Deeper shapes are an [`Error::RankTooLarge`]: every
+/// recursion over axes (printing, for instance) stays shallow, and no real model comes close.
+pub const MAX_RANK: usize = 64;
+
 /// Dimensions of a tensor, outermost first. Rank 0 is a scalar.
 ///
 /// ```
@@ -23,14 +27,31 @@ use crate::error::{Error, Result};
 pub struct Shape(SmallVec<[usize; 4]>);
 
 impl Shape {
-    /// A shape from its dimensions; fails if the element count overflows `usize`.
+    /// A shape from its dimensions; fails if it has more than [`MAX_RANK`] axes or its element
+    /// count overflows `usize`.
     pub fn new(dims: &[usize]) -> Result<Shape> {
-        dims.iter()
-            .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-            .ok_or_else(|| Error::ShapeOverflow {
-                dims: dims.to_vec(),
-            })?;
-        Ok(Shape(SmallVec::from_slice(dims)))
+        Self::checked(SmallVec::from_slice(dims))
+    }
+
+    /// The one constructor: every shape, given or derived (a reduction's output, a broadcast),
+    /// passes these checks, so `numel` can never overflow.
+    pub(crate) fn checked(dims: SmallVec<[usize; 4]>) -> Result<Shape> {
+        if dims.len() > MAX_RANK {
+            return Err(Error::RankTooLarge {
+                op: "shape",
+                rank: dims.len(),
+                max: MAX_RANK,
+            });
+        }
+        // A zero anywhere makes the count 0, whatever the other axes multiply to.
+        if !dims.contains(&0) {
+            dims.iter()
+                .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+                .ok_or_else(|| Error::ShapeOverflow {
+                    dims: dims.to_vec(),
+                })?;
+        }
+        Ok(Shape(dims))
     }
 
     /// The rank-0 shape of a scalar.
@@ -50,18 +71,40 @@ impl Shape {
 
     /// Number of elements (1 for a scalar). Never overflows: [`Shape::new`] checked it.
     pub fn numel(&self) -> usize {
-        self.0.iter().product()
+        // Saturating, for shapes like [2, usize::MAX, 0] whose partial products overflow before
+        // the 0 is reached; the true count (0, or a count `checked` proved fits) is exact.
+        if self.0.contains(&0) {
+            0
+        } else {
+            self.0.iter().fold(1usize, |a, &d| a.saturating_mul(d))
+        }
     }
 
     /// Row-major strides, in elements.
+    ///
+    /// Saturating: a shape with a zero-size axis may have other axes whose product overflows
+    /// (`[0, usize::MAX, 2]` holds no element); its strides are never used to address an element.
     pub fn strides(&self) -> SmallVec<[usize; 4]> {
         let mut strides: SmallVec<[usize; 4]> = SmallVec::from_elem(0, self.rank());
-        let mut step = 1;
+        let mut step = 1usize;
         for (stride, &dim) in strides.iter_mut().zip(&self.0).rev() {
             *stride = step;
-            step *= dim;
+            step = step.saturating_mul(dim);
         }
         strides
+    }
+
+    /// The product of the dimensions before `axis`, `axis` itself, and after it: the
+    /// `[outer, len, inner]` view every axis-wise kernel walks. For a shape that holds elements all
+    /// three fit in `usize`; for an empty one the products saturate and are not used to address
+    /// anything.
+    pub(crate) fn around(&self, axis: usize) -> (usize, usize, usize) {
+        let product = |d: &[usize]| d.iter().fold(1usize, |a, &b| a.saturating_mul(b));
+        (
+            product(&self.0[..axis]),
+            self.0[axis],
+            product(&self.0[axis + 1..]),
+        )
     }
 
     /// Turns a possibly negative axis (`-1` = last) into an index, or fails naming `op`.
@@ -110,7 +153,7 @@ impl Shape {
                 }
             };
         }
-        Ok(Shape(dims))
+        Shape::checked(dims)
     }
 
     /// Whether `self` broadcasts to exactly `target` (every axis equal, or 1, or missing).
@@ -153,11 +196,8 @@ impl Shape {
     pub(crate) fn trailing_block_of(&self, big: &Shape) -> Option<usize> {
         let own = &self.0[self.0.iter().take_while(|&&d| d == 1).count()..];
         let rank = big.rank();
-        (own.len() <= rank && own == &big.0[rank - own.len()..]).then(|| own.iter().product())
-    }
-
-    pub(crate) fn from_smallvec(dims: SmallVec<[usize; 4]>) -> Shape {
-        Shape(dims)
+        (own.len() <= rank && own == &big.0[rank - own.len()..])
+            .then(|| own.iter().fold(1usize, |a, &b| a.saturating_mul(b)))
     }
 }
 
@@ -234,6 +274,30 @@ mod tests {
     fn overflow_is_an_error() {
         assert!(matches!(
             Shape::new(&[usize::MAX, 2]),
+            Err(Error::ShapeOverflow { .. })
+        ));
+    }
+
+    #[test]
+    fn rank_is_capped() {
+        assert!(Shape::new(&[1; MAX_RANK]).is_ok());
+        assert!(matches!(
+            Shape::new(&[1; MAX_RANK + 1]),
+            Err(Error::RankTooLarge { rank: 65, .. })
+        ));
+    }
+
+    #[test]
+    fn empty_shapes_with_huge_axes_have_safe_strides() {
+        let s = Shape::new(&[0, usize::MAX, 2]).unwrap();
+        assert_eq!(s.numel(), 0);
+        assert_eq!(s.strides().as_slice(), &[usize::MAX, 2, 1]);
+        assert_eq!(s.around(1), (0, usize::MAX, 2));
+        // Broadcasting [usize::MAX, 1] against [1, 2] would hold 2·usize::MAX elements.
+        let a = Shape::new(&[usize::MAX, 1]).unwrap();
+        let b = Shape::new(&[1, 2]).unwrap();
+        assert!(matches!(
+            Shape::broadcast("add", &a, &b),
             Err(Error::ShapeOverflow { .. })
         ));
     }

@@ -78,6 +78,8 @@ pub struct Tape<T: Float> {
     params: RefCell<Vec<(ParamId, NodeId)>>,
     grad_enabled: bool,
     released: Cell<bool>,
+    /// Backward walks of this tape in progress (more than one when a rule starts another).
+    walking: Cell<usize>,
     detect_anomalies: Cell<bool>,
     /// The first non-finite forward value seen while detecting anomalies: (node, op, detail).
     first_anomaly: RefCell<Option<(NodeId, &'static str, String)>>,
@@ -108,6 +110,7 @@ impl<T: Float> Tape<T> {
             params: RefCell::new(Vec::new()),
             grad_enabled,
             released: Cell::new(false),
+            walking: Cell::new(0),
             detect_anomalies: Cell::new(false),
             first_anomaly: RefCell::new(None),
         }
@@ -183,16 +186,26 @@ impl<T: Float> Tape<T> {
     }
 
     /// Records a parameter as a leaf that requires a gradient, sharing its data (no copy).
-    /// Recording the same parameter twice returns the same node, so its gradients accumulate.
+    ///
+    /// Recording the same parameter twice returns the same node, so its gradients accumulate. If
+    /// the parameter's value was changed in between (an update through [`Param::value_mut`]), the
+    /// new value is recorded as a new node — the tape never silently reuses a stale value — and
+    /// the parameter's gradient is the sum over both uses.
     pub fn param(&self, param: &Param<T>) -> Var<'_, T> {
-        if let Some(&(_, id)) = self.params.borrow().iter().find(|(p, _)| *p == param.id()) {
+        let value = param.shared_value();
+        let latest = self
+            .params
+            .borrow()
+            .iter()
+            .rev()
+            .find(|(p, _)| *p == param.id())
+            .map(|&(_, id)| id);
+        if let Some(id) = latest
+            && Arc::ptr_eq(&self.nodes.borrow()[id.index()].value, &value)
+        {
             return Var { id, tape: self };
         }
-        let var = self.push_leaf(
-            param.shared_value(),
-            NodeKind::Param(param.id()),
-            self.grad_enabled,
-        );
+        let var = self.push_leaf(value, NodeKind::Param(param.id()), self.grad_enabled);
         self.nodes.borrow_mut()[var.id.index()].label = Some(param.name().into());
         self.params.borrow_mut().push((param.id(), var.id));
         var
@@ -291,6 +304,44 @@ impl<T: Float> Tape<T> {
         self.nodes.borrow()[id.index()].requires_grad
     }
 
+    /// Marks a walk as started; the guard ends it when dropped (on success, error or panic).
+    /// A walk that would release the saved state while another is still running fails: the
+    /// outer walk would lose the rules it has yet to run.
+    fn start_walk(&self, releases: bool) -> Result<WalkGuard<'_, T>> {
+        if self.released.get() {
+            return Err(Error::BackwardTwice);
+        }
+        if releases && self.walking.get() > 0 {
+            return Err(Error::BackwardInProgress);
+        }
+        self.walking.set(self.walking.get() + 1);
+        Ok(WalkGuard { tape: self })
+    }
+
+    /// What a node's rule needs, copied out of the arena so that no borrow of it is held while
+    /// the rule runs (a rule may record on this very tape).
+    fn rule_of(&self, id: usize) -> Option<Rule<T>> {
+        let nodes = self.nodes.borrow();
+        let node = &nodes[id];
+        let op = node.op.clone()?;
+        Some(Rule {
+            op,
+            name: node.name,
+            inputs: node.inputs.clone(),
+            values: node
+                .inputs
+                .iter()
+                .map(|i| Arc::clone(&nodes[i.index()].value))
+                .collect(),
+            needs: node
+                .inputs
+                .iter()
+                .map(|i| nodes[i.index()].requires_grad)
+                .collect(),
+            output: Arc::clone(&node.value),
+        })
+    }
+
     /// The reverse walk of a first-order backward pass, on plain tensors.
     fn run_backward(
         &self,
@@ -298,11 +349,8 @@ impl<T: Float> Tape<T> {
         seed: Tensor<T>,
         options: &BackwardOptions<T>,
     ) -> Result<Gradients<T>> {
-        if self.released.get() {
-            return Err(Error::BackwardTwice);
-        }
-        let nodes = self.nodes.borrow();
-        if !nodes[root.index()].requires_grad {
+        let walk = self.start_walk(!options.retain_graph)?;
+        if !self.requires_grad(root) {
             return Err(Error::NoGradRequired);
         }
         let detect = self.detect_anomalies.get();
@@ -313,34 +361,29 @@ impl<T: Float> Tape<T> {
         grads[root.index()] = Some(seed);
         let mut trace = options.trace.then(BackwardTrace::default);
         for id in (0..=root.index()).rev() {
-            let node = &nodes[id];
-            let (Some(op), Some(grad)) = (&node.op, &grads[id]) else {
+            let Some(grad) = &grads[id] else { continue };
+            let Some(rule) = self.rule_of(id) else {
                 continue;
             };
             let cx = BackwardCx {
-                nodes: &nodes,
-                inputs: &node.inputs,
-                output: NodeId(id as u32),
+                inputs: &rule.values,
+                output: &rule.output,
+                needs: &rule.needs,
             };
-            let input_grads = op.backward(&cx, grad)?;
+            let input_grads = rule.op.backward(&cx, grad)?;
+            rule.check_count(input_grads.len())?;
             let mut step = trace
                 .as_ref()
-                .map(|_| TraceStep::new(NodeId(id as u32), node.name, grad));
-            for (&input, grad) in node.inputs.iter().zip(input_grads) {
-                let Some(grad) = grad else { continue };
-                let target = &nodes[input.index()];
-                if !target.requires_grad {
+                .map(|_| TraceStep::new(NodeId(id as u32), rule.name, grad));
+            for (k, grad) in input_grads.into_iter().enumerate() {
+                let (Some(grad), true) = (grad, rule.needs[k]) else {
                     continue;
-                }
-                check_grad_shape(node.name, &target.value, &grad)?;
+                };
+                let input = rule.inputs[k];
+                check_grad_shape(rule.name, &rule.values[k], &grad)?;
                 // `&&` short-circuits: without anomaly mode the gradient is not scanned.
-                if detect && let Some(detail) = non_finite(&grad) {
-                    return Err(Error::Anomaly {
-                        op: node.name,
-                        node: id,
-                        phase: "backward",
-                        detail: format!("{detail} in the gradient sent to node {}", input.index()),
-                    });
+                if detect {
+                    backward_anomaly(&rule, id, input, &grad)?;
                 }
                 if let Some(step) = step.as_mut() {
                     step.sent.push((input, TensorSummary::of(&grad)));
@@ -359,7 +402,7 @@ impl<T: Float> Tape<T> {
                 grads[id] = None;
             }
         }
-        drop(nodes);
+        drop(walk);
         if !options.retain_graph {
             for node in self.nodes.borrow_mut().iter_mut() {
                 node.op = None;
@@ -376,52 +419,103 @@ impl<T: Float> Tape<T> {
         root: NodeId,
         seed: Var<'t, T>,
     ) -> Result<GraphGradients<'t, T>> {
-        if self.released.get() {
-            return Err(Error::BackwardTwice);
-        }
+        let _walk = self.start_walk(false)?;
         if !self.requires_grad(root) {
             return Err(Error::NoGradRequired);
+        }
+        let detect = self.detect_anomalies.get();
+        if detect && let Some(anomaly) = self.anomaly() {
+            return Err(anomaly);
         }
         let mut grads: Vec<Option<Var<'t, T>>> = vec![None; root.index() + 1];
         grads[root.index()] = Some(seed);
         for id in (0..=root.index()).rev() {
             let Some(grad) = grads[id] else { continue };
-            // Clone the rule out of the borrow: running it appends nodes to this very tape.
-            let (op, name, inputs, needs) = {
-                let nodes = self.nodes.borrow();
-                let node = &nodes[id];
-                let Some(op) = node.op.clone() else { continue };
-                let needs: SmallVec<[bool; 2]> = node
-                    .inputs
-                    .iter()
-                    .map(|i| nodes[i.index()].requires_grad)
-                    .collect();
-                (op, node.name, node.inputs.clone(), needs)
+            // Running the rule appends nodes to this very tape: nothing of the arena is borrowed.
+            let Some(rule) = self.rule_of(id) else {
+                continue;
             };
             let cx = GraphCx {
                 tape: self,
-                inputs: inputs.clone(),
+                inputs: rule.inputs.clone(),
                 output: NodeId(id as u32),
-                needs,
+                needs: rule.needs.clone(),
             };
-            let input_grads = op.backward_graph(&cx, grad)?;
-            for (input, grad) in inputs.iter().zip(input_grads) {
-                let Some(grad) = grad else { continue };
-                if !self.requires_grad(*input) {
+            let input_grads = rule.op.backward_graph(&cx, grad)?;
+            rule.check_count(input_grads.len())?;
+            for (k, grad) in input_grads.into_iter().enumerate() {
+                let (Some(grad), true) = (grad, rule.needs[k]) else {
                     continue;
+                };
+                let input = rule.inputs[k];
+                let value = grad.value();
+                check_grad_shape(rule.name, &rule.values[k], &value)?;
+                if detect {
+                    backward_anomaly(&rule, id, input, &value)?;
                 }
-                check_grad_shape(name, &self.value(*input), &grad.value())?;
                 grads[input.index()] = Some(match grads[input.index()] {
                     Some(sum) => sum.add(grad)?,
                     None => grad,
                 });
             }
         }
-        Ok(GraphGradients::new(
-            self,
-            grads,
-            self.params.borrow().clone(),
-        ))
+        GraphGradients::new(self, grads, self.params.borrow().clone())
+    }
+}
+
+/// Ends a backward walk when dropped.
+struct WalkGuard<'a, T: Float> {
+    tape: &'a Tape<T>,
+}
+
+impl<T: Float> Drop for WalkGuard<'_, T> {
+    fn drop(&mut self) {
+        self.tape.walking.set(self.tape.walking.get() - 1);
+    }
+}
+
+/// A node's backward rule with everything it reads, held outside the arena's borrow.
+struct Rule<T: Float> {
+    op: Arc<dyn Backward<T>>,
+    name: &'static str,
+    inputs: SmallVec<[NodeId; 2]>,
+    values: SmallVec<[Arc<Tensor<T>>; 2]>,
+    needs: SmallVec<[bool; 2]>,
+    output: Arc<Tensor<T>>,
+}
+
+impl<T: Float> Rule<T> {
+    /// A rule must return one gradient (or `None`) per input: a shorter list would silently drop
+    /// one, a longer one would be meaningless.
+    fn check_count(&self, got: usize) -> Result<()> {
+        if got == self.inputs.len() {
+            Ok(())
+        } else {
+            Err(Error::ArgumentCount {
+                op: self.name,
+                what: "gradients from the backward rule (one per input, None where not needed)",
+                expected: self.inputs.len(),
+                got,
+            })
+        }
+    }
+}
+
+/// With anomaly detection on: fails if the gradient a rule sent to `input` is not finite.
+fn backward_anomaly<T: Float>(
+    rule: &Rule<T>,
+    node: usize,
+    input: NodeId,
+    grad: &Tensor<T>,
+) -> Result<()> {
+    match non_finite(grad) {
+        None => Ok(()),
+        Some(detail) => Err(Error::Anomaly {
+            op: rule.name,
+            node,
+            phase: "backward",
+            detail: format!("{detail} in the gradient sent to node {}", input.index()),
+        }),
     }
 }
 
@@ -585,7 +679,7 @@ impl<'t, T: Float> Var<'t, T> {
                 seed: seed.shape().clone(),
             }),
             Some(seed) => Ok(seed),
-            None if value.numel() == 1 => Ok(Tensor::full_shape(value.shape().clone(), T::ONE)),
+            None if value.numel() == 1 => Tensor::full_shape(value.shape().clone(), T::ONE),
             None => Err(Error::NonScalarLoss {
                 shape: value.shape().clone(),
             }),
@@ -613,7 +707,12 @@ impl<'t, T: Float> Var<'t, T> {
             Some(seed) => {
                 self.same_tape(seed, "backward_graph")?;
                 let seed_value = seed.value();
-                self.seed_tensor(&value, Some((*seed_value).clone()))?;
+                if seed_value.shape() != value.shape() {
+                    return Err(Error::SeedShape {
+                        value: value.shape().clone(),
+                        seed: seed_value.shape().clone(),
+                    });
+                }
                 seed
             }
             None => self.tape.constant(self.seed_tensor(&value, None)?),

@@ -8,6 +8,7 @@ use smallvec::SmallVec;
 
 use crate::element::Float;
 use crate::error::{Error, Result};
+use crate::kernels;
 use crate::kernels::gemm::{MatRef, matmul_into};
 use crate::kernels::pool;
 use crate::shape::{Shape, for_each_broadcast};
@@ -32,8 +33,10 @@ pub struct Tensor<T: Float> {
 }
 
 impl<T: Float> Clone for Tensor<T> {
+    /// A copy. `Clone` cannot fail, so a copy too large for memory aborts the process; the library
+    /// itself copies with [`Tensor::try_clone`], which returns [`Error::OutOfMemory`] instead.
     fn clone(&self) -> Self {
-        let mut data = pool::empty(self.data.len());
+        let mut data = Vec::with_capacity(self.data.len());
         data.extend_from_slice(&self.data);
         Tensor {
             data,
@@ -80,7 +83,8 @@ impl<T: Float> Tensor<T> {
         Ok(Tensor { data, shape })
     }
 
-    /// A rank-0 tensor holding one value.
+    /// A rank-0 tensor holding one value. (Its one-element allocation is the only one in the
+    /// crate that does not go through the fallible path.)
     pub fn scalar(value: T) -> Self {
         Tensor {
             data: vec![value],
@@ -91,22 +95,21 @@ impl<T: Float> Tensor<T> {
     /// A tensor with every element equal to `value`.
     pub fn full(dims: &[usize], value: T) -> Result<Self> {
         let shape = Shape::new(dims)?;
-        Ok(Self::full_shape(shape, value))
+        Self::full_shape(shape, value)
     }
 
-    pub(crate) fn full_shape(shape: Shape, value: T) -> Self {
-        let mut data = pool::dirty(shape.numel());
-        data.fill(value);
-        Tensor { data, shape }
+    pub(crate) fn full_shape(shape: Shape, value: T) -> Result<Self> {
+        let data = pool::try_filled("full", shape.numel(), value)?;
+        Ok(Tensor { data, shape })
     }
 
     /// A tensor of `shape` whose elements are unspecified (left over from a recycled buffer), for
     /// kernels that write every one.
-    pub(crate) fn overwritable(shape: Shape) -> Self {
-        Tensor {
-            data: pool::dirty(shape.numel()),
+    pub(crate) fn overwritable(op: &'static str, shape: Shape) -> Result<Self> {
+        Ok(Tensor {
+            data: pool::try_dirty(op, shape.numel())?,
             shape,
-        }
+        })
     }
 
     /// All zeros.
@@ -119,22 +122,41 @@ impl<T: Float> Tensor<T> {
         Self::full(dims, T::ONE)
     }
 
+    /// Zeros of `self`'s shape.
+    pub fn zeros_like(&self) -> Result<Self> {
+        Self::full_shape(self.shape.clone(), T::ZERO)
+    }
+
     /// Independent draws from the uniform distribution on `[low, high)`.
     pub fn uniform<R: Rng + ?Sized>(dims: &[usize], low: T, high: T, rng: &mut R) -> Result<Self> {
         let shape = Shape::new(dims)?;
-        let data = (0..shape.numel())
-            .map(|_| low + (high - low) * T::standard_uniform(rng))
-            .collect();
+        let n = shape.numel();
+        let data = pool::try_collect(
+            "uniform",
+            n,
+            (0..n).map(|_| low + (high - low) * T::standard_uniform(rng)),
+        )?;
         Ok(Tensor { data, shape })
     }
 
     /// Independent draws from the normal distribution N(mean, std²).
     pub fn normal<R: Rng + ?Sized>(dims: &[usize], mean: T, std: T, rng: &mut R) -> Result<Self> {
         let shape = Shape::new(dims)?;
-        let data = (0..shape.numel())
-            .map(|_| mean + std * T::standard_normal(rng))
-            .collect();
+        let n = shape.numel();
+        let data = pool::try_collect(
+            "normal",
+            n,
+            (0..n).map(|_| mean + std * T::standard_normal(rng)),
+        )?;
         Ok(Tensor { data, shape })
+    }
+
+    /// A copy that reports [`Error::OutOfMemory`] instead of aborting when memory runs out.
+    pub fn try_clone(&self) -> Result<Self> {
+        Ok(Tensor {
+            data: pool::try_copy("clone", &self.data)?,
+            shape: self.shape.clone(),
+        })
     }
 
     /// The shape.
@@ -187,6 +209,7 @@ impl<T: Float> Tensor<T> {
                 shape: self.shape.clone(),
             });
         }
+        // In bounds of a non-empty tensor: every term is below numel, so nothing overflows.
         Ok(index
             .iter()
             .zip(self.shape.strides())
@@ -216,35 +239,50 @@ impl<T: Float> Tensor<T> {
                 to: dims.to_vec(),
             });
         }
-        let mut copy = self.clone();
-        copy.shape = shape;
-        Ok(copy)
+        Ok(Tensor {
+            data: pool::try_copy("reshape", &self.data)?,
+            shape,
+        })
+    }
+
+    /// The same tensor under new dimensions, without copying (consumes it).
+    pub(crate) fn into_reshaped(mut self, shape: Shape) -> Result<Self> {
+        if shape.numel() != self.numel() {
+            return Err(Error::Reshape {
+                from: self.shape.clone(),
+                to: shape.dims().to_vec(),
+            });
+        }
+        self.shape = shape;
+        Ok(self)
     }
 
     /// Converts every element to another float type.
-    pub fn cast<U: Float>(&self) -> Tensor<U> {
-        Tensor {
-            data: self.data.iter().map(|&x| U::from_f64(x.to_f64())).collect(),
+    pub fn cast<U: Float>(&self) -> Result<Tensor<U>> {
+        Ok(Tensor {
+            data: pool::try_collect(
+                "cast",
+                self.numel(),
+                self.data.iter().map(|&x| U::from_f64(x.to_f64())),
+            )?,
             shape: self.shape.clone(),
-        }
+        })
     }
 
     /// Applies `f` to every element (on several threads for large tensors).
-    pub fn map(&self, f: impl Fn(T) -> T + Sync) -> Self {
+    pub fn map(&self, f: impl Fn(T) -> T + Sync) -> Result<Self> {
+        let mut out = Self::overwritable("map", self.shape.clone())?;
         if parallel(self.numel()) {
-            let mut out = Self::overwritable(self.shape.clone());
             out.data
                 .par_chunks_mut(PARALLEL_CHUNK)
                 .zip(self.data.par_chunks(PARALLEL_CHUNK))
                 .for_each(|(o, x)| o.iter_mut().zip(x).for_each(|(o, &x)| *o = f(x)));
-            return out;
+        } else {
+            for (o, &x) in out.data.iter_mut().zip(&self.data) {
+                *o = f(x);
+            }
         }
-        let mut data = pool::empty(self.numel());
-        data.extend(self.data.iter().map(|&x| f(x)));
-        Tensor {
-            data,
-            shape: self.shape.clone(),
-        }
+        Ok(out)
     }
 
     /// Combines two tensors element by element, broadcasting them to a common shape.
@@ -257,8 +295,8 @@ impl<T: Float> Tensor<T> {
         f: impl Fn(T, T) -> T + Sync,
     ) -> Result<Self> {
         if self.shape == other.shape {
+            let mut out = Self::overwritable(op, self.shape.clone())?;
             if parallel(self.numel()) {
-                let mut out = Self::overwritable(self.shape.clone());
                 out.data
                     .par_chunks_mut(PARALLEL_CHUNK)
                     .zip(
@@ -271,38 +309,39 @@ impl<T: Float> Tensor<T> {
                             *o = f(a, b);
                         }
                     });
-                return Ok(out);
+            } else {
+                for ((o, &a), &b) in out.data.iter_mut().zip(&self.data).zip(&other.data) {
+                    *o = f(a, b);
+                }
             }
-            let mut data = pool::empty(self.numel());
-            data.extend(self.data.iter().zip(&other.data).map(|(&a, &b)| f(a, b)));
-            return Ok(Tensor {
-                data,
-                shape: self.shape.clone(),
-            });
+            return Ok(out);
         }
         let shape = Shape::broadcast(op, &self.shape, &other.shape)?;
+        let mut out = Self::overwritable(op, shape.clone())?;
         let block = other.shape.trailing_block_of(&shape).filter(|&b| b > 0);
         if let (true, Some(block)) = (shape == self.shape, block) {
             // `other` repeats along leading axes (a bias): walk contiguous blocks.
-            let mut data = pool::empty(shape.numel());
-            for row in self.data.chunks(block) {
-                data.extend(row.iter().zip(&other.data).map(|(&a, &b)| f(a, b)));
+            for (o_row, a_row) in out.data.chunks_mut(block).zip(self.data.chunks(block)) {
+                for ((o, &a), &b) in o_row.iter_mut().zip(a_row).zip(&other.data) {
+                    *o = f(a, b);
+                }
             }
-            return Ok(Tensor { data, shape });
+            return Ok(out);
         }
         let sa = self.shape.broadcast_strides(&shape);
         let sb = other.shape.broadcast_strides(&shape);
-        let mut data = pool::dirty(shape.numel());
+        let data = &mut out.data;
         for_each_broadcast(&shape, &sa, &sb, |o, i, j| {
             data[o] = f(self.data[i], other.data[j])
         });
-        Ok(Tensor { data, shape })
+        Ok(out)
     }
 
     /// Sums a (broadcast) tensor down to `target`, the shape it was broadcast from.
     ///
     /// This is the gradient of broadcasting, in one place: every axis along which an operand was
-    /// repeated gets its gradient summed. Fails if `target` does not broadcast to `self`'s shape.
+    /// repeated gets its gradient summed (pairwise, see [`Tensor::sum_all`]). Fails if `target`
+    /// does not broadcast to `self`'s shape.
     ///
     /// ```
     /// use tapegrad::{Shape, Tensor};
@@ -313,7 +352,7 @@ impl<T: Float> Tensor<T> {
     /// ```
     pub fn sum_to(&self, target: &Shape) -> Result<Self> {
         if &self.shape == target {
-            return Ok(self.clone());
+            return self.try_clone();
         }
         if !target.broadcasts_to(&self.shape) {
             return Err(Error::ShapeMismatch {
@@ -322,33 +361,57 @@ impl<T: Float> Tensor<T> {
                 rhs: target.clone(),
             });
         }
-        if let Some(block) = target.trailing_block_of(&self.shape).filter(|&b| b > 0) {
-            // The bias case: add up the rows.
-            let mut data = pool::zeroed(block);
-            for row in self.data.chunks(block) {
-                for (d, &v) in data.iter_mut().zip(row) {
-                    *d += v;
-                }
-            }
-            return Ok(Tensor {
-                data,
-                shape: target.clone(),
-            });
+        if self.numel() == 0 {
+            // A sum over no elements: zeros (every product below stays within numel otherwise).
+            return Self::full_shape(target.clone(), T::ZERO);
         }
-        let own = self.shape.strides();
-        let into = target.broadcast_strides(&self.shape);
-        let mut data = pool::zeroed(target.numel());
-        for_each_broadcast(&self.shape, &own, &into, |_, i, j| data[j] += self.data[i]);
-        Ok(Tensor {
-            data,
-            shape: target.clone(),
-        })
+        // Reduce one axis at a time, from the last reduced axis to the first, each with the
+        // pairwise kernel; adjacent reduced axes are merged into one, so the bias case
+        // ([N, H] → [H]) is a single pass down the rows.
+        let rank = self.shape.rank();
+        let offset = rank - target.rank();
+        let reduced = |axis: usize| {
+            self.dims()[axis] != 1 && (axis < offset || target.dims()[axis - offset] == 1)
+        };
+        let mut current: Option<Tensor<T>> = None;
+        let mut axis = rank;
+        while axis > 0 {
+            axis -= 1;
+            if !reduced(axis) {
+                continue;
+            }
+            let mut first = axis;
+            while first > 0 && (reduced(first - 1) || self.dims()[first - 1] == 1) {
+                first -= 1;
+            }
+            let source = current.as_ref().unwrap_or(self);
+            let dims = source.dims();
+            let (outer, inner) = (
+                dims[..first].iter().product::<usize>(),
+                dims[axis + 1..].iter().product::<usize>(),
+            );
+            let len: usize = dims[first..=axis].iter().product();
+            let mut kept: SmallVec<[usize; 4]> = SmallVec::from_slice(dims);
+            for d in &mut kept[first..=axis] {
+                *d = 1;
+            }
+            let shape = Shape::checked(kept)?;
+            let mut out = Self::overwritable("sum_to", shape)?;
+            reduce_middle(&source.data, outer, len, inner, &mut out.data)?;
+            current = Some(out);
+            axis = first;
+        }
+        match current {
+            Some(t) => t.into_reshaped(target.clone()),
+            // Only size-1 axes differ (e.g. [1, 3] to [3]): the same elements.
+            None => self.reshape(target.dims()),
+        }
     }
 
     /// Repeats the tensor along broadcast axes to fill `target` (PyTorch's `expand`, materialised).
     pub fn broadcast_to(&self, target: &Shape) -> Result<Self> {
         if &self.shape == target {
-            return Ok(self.clone());
+            return self.try_clone();
         }
         if !self.shape.broadcasts_to(target) {
             return Err(Error::ShapeMismatch {
@@ -358,60 +421,49 @@ impl<T: Float> Tensor<T> {
             });
         }
         if self.numel() == 1 {
-            return Ok(Self::full_shape(target.clone(), self.data[0]));
+            return Self::full_shape(target.clone(), self.data[0]);
         }
+        let mut out = Self::overwritable("broadcast_to", target.clone())?;
         if let Some(block) = self.shape.trailing_block_of(target).filter(|&b| b > 0) {
             // Rows repeated along leading axes: copy whole blocks.
-            let mut data = pool::empty(target.numel());
-            for _ in 0..target.numel() / block {
-                data.extend_from_slice(&self.data);
+            for row in out.data.chunks_mut(block) {
+                row.copy_from_slice(&self.data);
             }
-            return Ok(Tensor {
-                data,
-                shape: target.clone(),
-            });
+            return Ok(out);
         }
         let from = self.shape.broadcast_strides(target);
-        let mut data = pool::dirty(target.numel());
+        let data = &mut out.data;
         for_each_broadcast(target, &from, &from, |o, i, _| data[o] = self.data[i]);
-        Ok(Tensor {
-            data,
-            shape: target.clone(),
-        })
+        Ok(out)
     }
 
-    /// Sum of all elements.
+    /// Sum of all elements, by pairwise summation: the rounding error grows like log n rather
+    /// than n (in f32, 2²⁵ ones sum to 33554432, not 16777216), and the result does not depend on
+    /// the thread count.
+    ///
+    /// ```
+    /// use tapegrad::Tensor;
+    /// assert_eq!(Tensor::<f32>::ones(&[1 << 25])?.sum_all(), 33554432.0);
+    /// # Ok::<(), tapegrad::Error>(())
+    /// ```
     pub fn sum_all(&self) -> T {
-        self.data.iter().copied().sum()
+        kernels::sum::sum(&self.data)
     }
 
     /// Sum along one axis (negative counts from the end); `keepdim` keeps it as size 1.
     pub fn sum_axis(&self, axis: isize, keepdim: bool) -> Result<Self> {
         let axis = self.shape.axis("sum_axis", axis)?;
-        let dims = self.dims();
-        let outer: usize = dims[..axis].iter().product();
-        let len = dims[axis];
-        let inner: usize = dims[axis + 1..].iter().product();
-        let mut data = pool::zeroed(outer * inner);
-        for o in 0..outer {
-            let out_row = &mut data[o * inner..(o + 1) * inner];
-            for a in 0..len {
-                let src = &self.data[(o * len + a) * inner..(o * len + a + 1) * inner];
-                for (d, &s) in out_row.iter_mut().zip(src) {
-                    *d += s;
-                }
-            }
-        }
-        let mut out_dims: SmallVec<[usize; 4]> = SmallVec::from_slice(dims);
+        let mut out_dims: SmallVec<[usize; 4]> = SmallVec::from_slice(self.dims());
         if keepdim {
             out_dims[axis] = 1;
         } else {
             out_dims.remove(axis);
         }
-        Ok(Tensor {
-            data,
-            shape: Shape::from_smallvec(out_dims),
-        })
+        let shape = Shape::checked(out_dims)?;
+        let mut out = Self::overwritable("sum_axis", shape)?;
+        let (outer, len, inner) = self.shape.around(axis);
+        reduce_middle(&self.data, outer, len, inner, &mut out.data)?;
+        Ok(out)
     }
 
     /// Swaps two axes (a copy; negative axes count from the end).
@@ -420,13 +472,16 @@ impl<T: Float> Tensor<T> {
         let b = self.shape.axis("transpose", axis1)?;
         let mut out_dims: SmallVec<[usize; 4]> = SmallVec::from_slice(self.dims());
         out_dims.swap(a, b);
-        let out = Shape::from_smallvec(out_dims);
+        let out_shape = Shape::checked(out_dims)?;
         // Read the source with its strides permuted the same way: out[.., i, .., j, ..] = self[.., j, .., i, ..].
         let mut strides = self.shape.strides();
         strides.swap(a, b);
-        let mut data = pool::dirty(out.numel());
-        for_each_broadcast(&out, &strides, &strides, |o, i, _| data[o] = self.data[i]);
-        Ok(Tensor { data, shape: out })
+        let mut out = Self::overwritable("transpose", out_shape)?;
+        let data = &mut out.data;
+        for_each_broadcast(&out.shape, &strides, &strides, |o, i, _| {
+            data[o] = self.data[i]
+        });
+        Ok(out)
     }
 
     fn matrix_dims(&self, op: &'static str) -> Result<(usize, usize)> {
@@ -461,9 +516,9 @@ impl<T: Float> Tensor<T> {
         }
         let shape = Shape::new(&[lhs.rows, rhs_view.cols])?;
         // gemm writes every element without reading the old ones (`accumulate` false).
-        let mut data = pool::dirty(shape.numel());
-        matmul_into(&mut data, lhs, rhs_view, false);
-        Ok(Tensor { data, shape })
+        let mut out = Self::overwritable(op, shape)?;
+        matmul_into(&mut out.data, lhs, rhs_view, false);
+        Ok(out)
     }
 
     /// Matrix product `self · rhs` of `[m, k]` and `[k, n]`.
@@ -497,7 +552,8 @@ impl<T: Float> Tensor<T> {
         }
     }
 
-    /// Largest absolute difference between two tensors of the same shape.
+    /// Largest absolute difference between two tensors of the same shape (NaN if any difference
+    /// is NaN).
     pub fn max_abs_diff(&self, other: &Self) -> Result<T> {
         if self.shape != other.shape {
             return Err(Error::ShapeMismatch {
@@ -511,8 +567,49 @@ impl<T: Float> Tensor<T> {
             .iter()
             .zip(&other.data)
             .map(|(&a, &b)| (a - b).abs())
-            .fold(T::ZERO, |m, d| if d > m || d.is_nan() { d } else { m }))
+            .fold(T::ZERO, |worst, d| {
+                // NaN sticks: once a difference is NaN, the result is NaN.
+                if worst.is_nan() || d.is_nan() || d > worst {
+                    if worst.is_nan() { worst } else { d }
+                } else {
+                    worst
+                }
+            }))
     }
+}
+
+/// Sums the middle axis of a row-major `[outer, len, inner]` block into `out` (`[outer, inner]`,
+/// overwritten), with the pairwise kernel: contiguous rows when `inner` is 1, otherwise pairwise
+/// over the `len` rows of each `[len, inner]` slab. Every reduction along an axis comes here.
+pub(crate) fn reduce_middle<T: Float>(
+    src: &[T],
+    outer: usize,
+    len: usize,
+    inner: usize,
+    out: &mut [T],
+) -> Result<()> {
+    if out.is_empty() {
+        return Ok(());
+    }
+    if src.is_empty() {
+        // Summing zero elements (len = 0): every output is 0.
+        out.fill(T::ZERO);
+        return Ok(());
+    }
+    if inner == 1 {
+        for (o, row) in out.iter_mut().zip(src.chunks_exact(len)) {
+            *o = kernels::sum::sum(row);
+        }
+        return Ok(());
+    }
+    for (o, slab) in out
+        .chunks_exact_mut(inner)
+        .zip(src.chunks_exact(len * inner))
+    {
+        kernels::sum::sum_rows(slab, len, inner, o)?;
+    }
+    debug_assert_eq!(out.len(), outer * inner);
+    Ok(())
 }
 
 /// Elements printed per axis end when a tensor is summarised, and the size above which it is.
@@ -545,7 +642,9 @@ impl<T: Float> Tensor<T> {
             return write!(f, "{:.4}", self.data[offset]);
         }
         let len = self.dims()[axis];
-        let stride: usize = self.dims()[axis + 1..].iter().product();
+        let stride = self.dims()[axis + 1..]
+            .iter()
+            .fold(1usize, |a, &d| a.saturating_mul(d));
         let indent = " ".repeat("tensor(".len() + axis + 1);
         let separator = if axis + 1 == self.shape.rank() {
             ", ".to_string()

@@ -1,6 +1,8 @@
 //! Dropout's statistics and semantics: kept fraction, output values, the saved mask reused by
 //! backward, reproducibility, and the edge cases p = 0 and p = 1.
 
+mod common;
+
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64;
 use tapegrad::{BitMask, Error, NodeKind, Tape, Tensor};
@@ -160,11 +162,11 @@ fn bad_probabilities_are_errors() {
 fn a_caller_mask_is_applied_and_checked() {
     let tape = Tape::<f64>::new();
     let x = tape.leaf(Tensor::from_vec(vec![1.0, 2.0, 3.0, 4.0], &[2, 2]).unwrap());
-    let mask = BitMask::from_bools(&[true, false, false, true]);
+    let mask = BitMask::from_bools(&[true, false, false, true]).unwrap();
     let y = x.dropout_with_mask(&mask, 0.5).unwrap();
     assert_eq!(y.value().data(), &[2.0, 0.0, 0.0, 8.0]);
     assert_eq!(y.dropout_mask().unwrap(), (mask, 2.0));
-    let short = BitMask::ones(3);
+    let short = BitMask::ones(3).unwrap();
     assert!(matches!(
         x.dropout_with_mask(&short, 0.5),
         Err(Error::MaskLength { mask_len: 3, .. })
@@ -189,4 +191,101 @@ fn asking_a_non_dropout_node_for_a_mask_is_an_error() {
         y.dropout_mask(),
         Err(Error::NotSaved { found: "exp", .. })
     ));
+}
+
+#[test]
+fn dropped_nan_and_infinity_stay_visible_as_in_pytorch() {
+    // PyTorch computes x * (mask / (1 − p)): a dropped NaN or ±∞ gives NaN, a dropped −3 gives −0.
+    let mask = BitMask::from_bools(&[true, false, false, false, false, true]).unwrap();
+    let tape = Tape::<f32>::new();
+    let x = tape.leaf(
+        Tensor::from_vec(
+            vec![
+                1.0,
+                f32::NAN,
+                f32::INFINITY,
+                f32::NEG_INFINITY,
+                -3.0,
+                f32::NAN,
+            ],
+            &[6],
+        )
+        .unwrap(),
+    );
+    let y = x.dropout_with_mask(&mask, 0.5).unwrap();
+    let v = y.value();
+    assert_eq!(v.data()[0], 2.0);
+    assert!(v.data()[1].is_nan() && v.data()[2].is_nan() && v.data()[3].is_nan());
+    assert_eq!(v.data()[4].to_bits(), (-0.0f32).to_bits());
+    assert!(v.data()[5].is_nan());
+    // Anomaly mode sees the NaN that dropout did not hide.
+    let tape = Tape::<f32>::new();
+    tape.detect_anomalies(true);
+    let x = tape.leaf(Tensor::from_vec(vec![f32::NAN, 1.0], &[2]).unwrap());
+    let drop_nan = BitMask::from_bools(&[false, true]).unwrap();
+    let loss = x.dropout_with_mask(&drop_nan, 0.5).unwrap().sum().unwrap();
+    assert!(matches!(
+        loss.backward(),
+        Err(Error::Anomaly {
+            phase: "forward",
+            ..
+        })
+    ));
+}
+
+#[test]
+fn a_nan_gradient_at_a_dropped_element_stays_nan() {
+    let mask = BitMask::from_bools(&[true, false]).unwrap();
+    let tape = Tape::<f64>::new();
+    let x = tape.leaf(Tensor::from_vec(vec![1.0, 2.0], &[2]).unwrap());
+    let y = x.dropout_with_mask(&mask, 0.5).unwrap();
+    let seed = Tensor::from_vec(vec![1.0, f64::NAN], &[2]).unwrap();
+    let grads = y
+        .backward_with(tapegrad::BackwardOptions::new().seed(seed))
+        .unwrap();
+    let g = grads.wrt(x).unwrap().data();
+    assert_eq!(g[0], 2.0);
+    assert!(
+        g[1].is_nan(),
+        "g · 0 · scale is NaN for g = NaN, as in PyTorch"
+    );
+    // ReLU's backward, on the other hand, is PyTorch's threshold_backward: exactly 0.
+    let tape = Tape::<f64>::new();
+    let x = tape.leaf(Tensor::from_vec(vec![1.0, -2.0, f64::NAN], &[3]).unwrap());
+    let y = x.relu().unwrap();
+    let seed = Tensor::from_vec(vec![1.0, f64::NAN, 5.0], &[3]).unwrap();
+    let grads = y
+        .backward_with(tapegrad::BackwardOptions::new().seed(seed))
+        .unwrap();
+    let g = grads.wrt(x).unwrap().data();
+    assert_eq!(g[..2], [1.0, 0.0]);
+    assert_eq!(
+        g[2], 5.0,
+        "relu(NaN) = NaN passes its gradient, as in PyTorch"
+    );
+}
+
+#[test]
+fn the_f32_scale_is_pytorchs_for_every_p() {
+    // tests/golden/make_dropout_golden.py: the value F.dropout gives a kept 1.0, for p = k/1000.
+    let golden = common::Golden::open("dropout_scale_f32.safetensors");
+    let (ps, kept) = (golden.f64("p"), golden.f32("kept"));
+    assert_eq!(ps.numel(), 999);
+    for (&p, &want) in ps.data().iter().zip(kept.data()) {
+        let tape = Tape::<f32>::new();
+        let x = tape.constant(Tensor::ones(&[256]).unwrap());
+        let y = x.dropout(p, &mut Pcg64::seed_from_u64(1)).unwrap().value();
+        let got = y.data().iter().copied().find(|&v| v != 0.0);
+        if let Some(got) = got {
+            assert_eq!(
+                got.to_bits(),
+                want.to_bits(),
+                "p = {p}: {got} vs PyTorch's {want}"
+            );
+        }
+        assert_eq!(
+            tapegrad::dropout_scale_in::<f32>(p).to_bits(),
+            want.to_bits()
+        );
+    }
 }

@@ -258,9 +258,9 @@ fn fast_mode_checks_a_whole_model_and_still_catches_errors() {
     let labels: Vec<usize> = (0..32).map(|i| i % 5).collect();
     let inputs = vec![
         randn(&[32, 20], 10),
-        randn(&[20, 64], 11).map(|w| 0.3 * w),
-        randn(&[64], 12).map(|w| 0.1 * w + 0.05),
-        randn(&[64, 5], 13).map(|w| 0.3 * w),
+        randn(&[20, 64], 11).map(|w| 0.3 * w).unwrap(),
+        randn(&[64], 12).map(|w| 0.1 * w + 0.05).unwrap(),
+        randn(&[64, 5], 13).map(|w| 0.3 * w).unwrap(),
         randn(&[5], 14),
     ];
     let fast = GradcheckOptions {
@@ -304,7 +304,7 @@ fn fast_mode_checks_a_whole_model_and_still_catches_errors() {
         |tape, v, _| {
             tape.push_op(
                 "wrong_square",
-                v[0].value().map(|x| x * x),
+                v[0].value().map(|x| x * x)?,
                 &[v[0]],
                 WrongSquare,
             )

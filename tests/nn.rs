@@ -330,7 +330,7 @@ fn gradients_accumulate_over_micro_batches_and_lr_can_change() {
     let mut micro = fresh();
     let mut acc = GradAccumulator::new();
     for rows in [0..4, 4..8] {
-        acc.accumulate(&loss_of(&micro, rows, 0.5));
+        acc.accumulate(&loss_of(&micro, rows, 0.5)).unwrap();
     }
     let mut sgd = Sgd::new(SgdConfig {
         lr: 0.3,
@@ -343,12 +343,12 @@ fn gradients_accumulate_over_micro_batches_and_lr_can_change() {
     }
 
     // A changed learning rate applies to the next step: lr 0 leaves the parameters alone.
-    sgd.set_lr(0.0);
+    sgd.set_lr(0.0).unwrap();
     let before = micro.weight.value().clone();
     sgd.step(micro.params_mut(), &acc).unwrap();
     assert_eq!(micro.weight.value(), &before);
     acc.zero_grad();
-    sgd.set_lr(1.0);
+    sgd.set_lr(1.0).unwrap();
     sgd.step(micro.params_mut(), &acc).unwrap();
     assert_eq!(
         micro.weight.value(),

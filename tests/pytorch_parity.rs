@@ -3,7 +3,6 @@
 //! (torch 2.15, float32, one thread). Same initial weights, same inputs, same dropout masks; every
 //! loss, gradient and parameter must match to rtol 1e-5, atol 1e-6.
 
-use safetensors::SafeTensors;
 use tapegrad::nn::{Linear, Module, load_safetensors};
 use tapegrad::optim::{Adam, AdamConfig, GradSource, Sgd, SgdConfig};
 use tapegrad::{BitMask, Gradients, Param, Tape, Tensor};
@@ -13,48 +12,22 @@ const NAMES: [&str; 4] = ["0.weight", "0.bias", "3.weight", "3.bias"];
 const RTOL: f64 = 1e-5;
 const ATOL: f64 = 1e-6;
 
-struct Golden {
-    bytes: Vec<u8>,
+mod common;
+use common::Golden;
+
+trait LessonGolden {
+    fn labels(&self) -> Vec<i64>;
+    fn mask(&self, step: usize) -> BitMask;
 }
 
-impl Golden {
-    fn open(name: &str) -> Golden {
-        let path = format!("{}/tests/golden/{name}", env!("CARGO_MANIFEST_DIR"));
-        Golden {
-            bytes: std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}")),
-        }
-    }
-
-    fn f32(&self, name: &str) -> Tensor<f32> {
-        let file = SafeTensors::deserialize(&self.bytes).unwrap();
-        let view = file
-            .tensor(name)
-            .unwrap_or_else(|_| panic!("no tensor {name}"));
-        assert_eq!(view.dtype(), safetensors::Dtype::F32, "{name}");
-        let data = view
-            .data()
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-            .collect();
-        Tensor::from_vec(data, view.shape()).unwrap()
-    }
-
-    fn raw(&self, name: &str) -> (Vec<usize>, Vec<u8>) {
-        let file = SafeTensors::deserialize(&self.bytes).unwrap();
-        let view = file.tensor(name).unwrap();
-        (view.shape().to_vec(), view.data().to_vec())
-    }
-
+impl LessonGolden for Golden {
     fn labels(&self) -> Vec<i64> {
-        let (_, data) = self.raw("labels");
-        data.chunks_exact(8)
-            .map(|b| i64::from_le_bytes(b.try_into().unwrap()))
-            .collect()
+        self.i64("labels")
     }
 
     fn mask(&self, step: usize) -> BitMask {
-        let (_, data) = self.raw(&format!("mask.{step}"));
-        BitMask::from_predicate(&data, |b| b != 0)
+        let (_, _, data) = self.raw(&format!("mask.{step}"));
+        BitMask::from_predicate(&data, |b| b != 0).unwrap()
     }
 }
 

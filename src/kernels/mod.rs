@@ -2,3 +2,4 @@
 
 pub(crate) mod gemm;
 pub(crate) mod pool;
+pub(crate) mod sum;

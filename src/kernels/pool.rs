@@ -7,10 +7,13 @@
 //! buffers per element type and thread, so it never holds more than a training step's working set.
 //!
 //! Safety without `unsafe`: a cached buffer keeps its length, i.e. it is a fully initialised `Vec`
-//! whose values are left over from the tensor it belonged to. [`dirty`] hands such a buffer to
+//! whose values are left over from the tensor it belonged to. [`try_dirty`] hands such a buffer to
 //! kernels that overwrite every element, which is what saves the cost of zeroing it.
 
 use std::cell::RefCell;
+use std::sync::OnceLock;
+
+use crate::error::{Error, Result};
 
 /// Buffers smaller than this come from the system allocator and go back to it.
 pub(crate) const POOLED_BYTES: usize = 1 << 17;
@@ -62,35 +65,96 @@ fn take_cached<T: Pooled>(len: usize) -> Option<Vec<T>> {
     })
 }
 
+/// Reserves room for `len` elements in `buffer` without aborting: the one place where tapegrad
+/// asks the allocator for memory, so that a size too large to allocate is an
+/// [`Error::OutOfMemory`] naming `op` and the bytes, never a process abort.
+///
+/// A request larger than the machine's memory (RAM + swap, read once from `/proc/meminfo` on
+/// Linux) is refused before the allocator is asked: with the kernel's overcommit, such a request
+/// could succeed and the process be killed later, when the pages are touched.
+fn reserve<T>(op: &'static str, buffer: &mut Vec<T>, len: usize) -> Result<()> {
+    let bytes = (len as u128) * (std::mem::size_of::<T>() as u128);
+    let out_of_memory = || Error::OutOfMemory { op, bytes };
+    if bytes > LARGE_BYTES && machine_memory().is_some_and(|total| bytes > total) {
+        return Err(out_of_memory());
+    }
+    buffer
+        .try_reserve_exact(len.saturating_sub(buffer.len()))
+        .map_err(|_| out_of_memory())
+}
+
+/// Requests above this size are compared with the machine's memory before allocating.
+const LARGE_BYTES: u128 = 1 << 30;
+
+/// RAM + swap in bytes, if the platform tells (Linux's `/proc/meminfo`); read once.
+fn machine_memory() -> Option<u128> {
+    static TOTAL: OnceLock<Option<u128>> = OnceLock::new();
+    *TOTAL.get_or_init(|| {
+        let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+        let kib = |key: &str| -> Option<u128> {
+            let line = info.lines().find(|l| l.starts_with(key))?;
+            line.split_whitespace().nth(1)?.parse().ok()
+        };
+        Some((kib("MemTotal:")? + kib("SwapTotal:").unwrap_or(0)) * 1024)
+    })
+}
+
 /// An empty vector with room for `len` elements (for kernels that `extend`).
-pub(crate) fn empty<T: Pooled>(len: usize) -> Vec<T> {
+pub(crate) fn try_empty<T: Pooled>(op: &'static str, len: usize) -> Result<Vec<T>> {
     match take_cached(len) {
         Some(mut buffer) => {
             buffer.clear();
-            buffer
+            Ok(buffer)
         }
-        None => Vec::with_capacity(len),
+        None => {
+            let mut buffer = Vec::new();
+            reserve(op, &mut buffer, len)?;
+            Ok(buffer)
+        }
     }
 }
 
 /// `len` initialised elements of unspecified value, for kernels that overwrite every one.
-pub(crate) fn dirty<T: Pooled>(len: usize) -> Vec<T> {
+pub(crate) fn try_dirty<T: Pooled>(op: &'static str, len: usize) -> Result<Vec<T>> {
     match take_cached(len) {
         Some(mut buffer) => {
             // Elements beyond the old length are zeroed; the rest keep their old values.
             buffer.resize(len, T::default());
             buffer.truncate(len);
-            buffer
+            Ok(buffer)
         }
-        None => vec![T::default(); len],
+        None => try_filled(op, len, T::default()),
     }
 }
 
+/// `len` copies of `value`.
+pub(crate) fn try_filled<T: Pooled>(op: &'static str, len: usize, value: T) -> Result<Vec<T>> {
+    let mut buffer = try_empty(op, len)?;
+    buffer.resize(len, value);
+    Ok(buffer)
+}
+
 /// `len` zeros.
-pub(crate) fn zeroed<T: Pooled>(len: usize) -> Vec<T> {
-    let mut buffer = dirty(len);
-    buffer.fill(T::default());
-    buffer
+pub(crate) fn try_zeroed<T: Pooled>(op: &'static str, len: usize) -> Result<Vec<T>> {
+    try_filled(op, len, T::default())
+}
+
+/// A copy of `data` in a (possibly recycled) buffer.
+pub(crate) fn try_copy<T: Pooled>(op: &'static str, data: &[T]) -> Result<Vec<T>> {
+    let mut buffer = try_empty(op, data.len())?;
+    buffer.extend_from_slice(data);
+    Ok(buffer)
+}
+
+/// A vector from an iterator of known length, through the fallible path.
+pub(crate) fn try_collect<T: Pooled>(
+    op: &'static str,
+    len: usize,
+    values: impl IntoIterator<Item = T>,
+) -> Result<Vec<T>> {
+    let mut buffer = try_empty(op, len)?;
+    buffer.extend(values);
+    Ok(buffer)
 }
 
 /// Gives a buffer back to the cache (or to the allocator, if it is small or the cache is full).
@@ -115,15 +179,30 @@ mod tests {
     #[test]
     fn large_buffers_are_reused_and_small_ones_are_not() {
         let big = 1 << 18; // 1 MiB of f32
-        let a: Vec<f32> = dirty(big);
+        let a: Vec<f32> = try_dirty("test", big).unwrap();
         let ptr = a.as_ptr();
         recycle(a);
-        let b: Vec<f32> = dirty(big - 10);
+        let b: Vec<f32> = try_dirty("test", big - 10).unwrap();
         assert_eq!(b.as_ptr(), ptr, "the cached buffer is handed out again");
         assert_eq!(b.len(), big - 10);
         recycle(b);
-        let z: Vec<f32> = zeroed(big);
+        let z: Vec<f32> = try_zeroed("test", big).unwrap();
         assert!(z.iter().all(|&v| v == 0.0));
+    }
+
+    #[test]
+    fn sizes_beyond_memory_are_an_error_not_an_abort() {
+        let err = try_zeroed::<f32>("zeros", 1 << 60).unwrap_err();
+        assert!(matches!(err, Error::OutOfMemory { op: "zeros", bytes } if bytes == 1u128 << 62));
+        assert!(try_empty::<f64>("x", usize::MAX).is_err());
+        // More than the machine has (RAM + swap), refused before asking the allocator.
+        if let Some(total) = machine_memory() {
+            let len = usize::try_from(total / 4 + 1).unwrap_or(usize::MAX);
+            assert!(matches!(
+                try_empty::<f32>("big", len),
+                Err(Error::OutOfMemory { op: "big", .. })
+            ));
+        }
     }
 
     #[test]

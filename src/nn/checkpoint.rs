@@ -53,42 +53,60 @@ fn format_error(e: impl std::fmt::Display) -> Error {
     }
 }
 
-/// The model's parameters as safetensors bytes.
+/// Fails with [`Error::DuplicateName`] if two of `names` are equal.
+fn check_unique<'a>(op: &'static str, names: impl IntoIterator<Item = &'a str>) -> Result<()> {
+    let mut seen = std::collections::HashSet::new();
+    for name in names {
+        if !seen.insert(name) {
+            return Err(Error::DuplicateName {
+                op,
+                name: name.to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The model's parameters as safetensors bytes. Fails with [`Error::DuplicateName`] if two
+/// parameters share a name (a file cannot hold both).
 pub fn to_safetensors_bytes<T: Float, M: Module<T> + ?Sized>(model: &M) -> Result<Vec<u8>> {
-    let tensors: Vec<(String, Bytes)> = model
-        .named_params()
-        .into_iter()
-        .map(|(name, p)| {
-            let mut data = Vec::with_capacity(p.value().numel() * T::BYTES);
-            p.value()
-                .data()
-                .iter()
-                .for_each(|&x| x.extend_le_bytes(&mut data));
-            let shape = p.value().dims().to_vec();
-            (
-                name,
-                Bytes {
-                    dtype: dtype_of::<T>(),
-                    shape,
-                    data,
-                },
-            )
-        })
-        .collect();
+    let params = model.named_params();
+    check_unique("save_safetensors", params.iter().map(|(n, _)| n.as_str()))?;
+    let mut tensors: Vec<(String, Bytes)> = Vec::with_capacity(params.len());
+    for (name, p) in params {
+        let bytes = p.value().numel().saturating_mul(T::BYTES);
+        let mut data = Vec::new();
+        data.try_reserve_exact(bytes)
+            .map_err(|_| Error::OutOfMemory {
+                op: "save_safetensors",
+                bytes: bytes as u128,
+            })?;
+        p.value()
+            .data()
+            .iter()
+            .for_each(|&x| x.extend_le_bytes(&mut data));
+        let shape = p.value().dims().to_vec();
+        tensors.push((
+            name,
+            Bytes {
+                dtype: dtype_of::<T>(),
+                shape,
+                data,
+            },
+        ));
+    }
     safetensors::tensor::serialize(tensors, None).map_err(format_error)
 }
 
-/// Writes the model's parameters to a safetensors file.
+/// Writes the model's parameters to a safetensors file, atomically: the bytes go to a temporary
+/// file in the same directory, which is synced and then renamed over `path`. If anything fails
+/// (a full disk, say), the old file is left exactly as it was; a reader never sees a partial file.
 pub fn save_safetensors<T: Float, M: Module<T> + ?Sized>(
     model: &M,
     path: impl AsRef<Path>,
 ) -> Result<()> {
     let bytes = to_safetensors_bytes(model)?;
-    std::fs::write(path.as_ref(), bytes).map_err(|source| Error::Io {
-        op: "save_safetensors",
-        path: path.as_ref().display().to_string(),
-        source,
-    })
+    crate::io::atomic_write("save_safetensors", path.as_ref(), &bytes)
 }
 
 /// Loads parameters by name from safetensors bytes. All-or-nothing: on any error the model is
@@ -98,8 +116,10 @@ pub fn load_safetensors_bytes<T: Float, M: Module<T> + ?Sized>(
     bytes: &[u8],
 ) -> Result<()> {
     let file = SafeTensors::deserialize(bytes).map_err(format_error)?;
+    let params = model.named_params();
+    check_unique("load_safetensors", params.iter().map(|(n, _)| n.as_str()))?;
     let mut loaded: HashMap<String, Tensor<T>> = HashMap::new();
-    for (name, param) in model.named_params() {
+    for (name, param) in params {
         let view = file
             .tensor(&name)
             .map_err(|_| Error::CheckpointMissing { name: name.clone() })?;
@@ -117,11 +137,21 @@ pub fn load_safetensors_bytes<T: Float, M: Module<T> + ?Sized>(
                 found: view.shape().to_vec(),
             });
         }
-        let data = view
-            .data()
-            .chunks_exact(T::BYTES)
-            .map(T::from_le_slice)
-            .collect();
+        let numel = param.value().numel();
+        if view.data().len() != numel.saturating_mul(T::BYTES) {
+            return Err(Error::CheckpointFormat {
+                reason: format!(
+                    "tensor `{name}` holds {} bytes, its shape needs {}",
+                    view.data().len(),
+                    numel.saturating_mul(T::BYTES)
+                ),
+            });
+        }
+        let data = crate::kernels::pool::try_collect(
+            "load_safetensors",
+            numel,
+            view.data().chunks_exact(T::BYTES).map(T::from_le_slice),
+        )?;
         let tensor = Tensor::from_shape_vec(data, param.value().shape().clone())?;
         loaded.insert(name, tensor);
     }

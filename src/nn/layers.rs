@@ -110,6 +110,17 @@ impl Dropout {
     pub fn is_training(&self) -> bool {
         self.training
     }
+
+    /// Training mode (dropout active). The same as [`Module::train`], callable without naming the
+    /// element type (`Dropout` is a module for every one).
+    pub fn train(&mut self) {
+        self.training = true;
+    }
+
+    /// Eval mode: the identity, no random numbers drawn. The same as [`Module::eval`].
+    pub fn eval(&mut self) {
+        self.training = false;
+    }
 }
 
 impl<T: Float> Module<T> for Dropout {
@@ -172,17 +183,36 @@ impl<T: Float> std::fmt::Debug for Sequential<T> {
     }
 }
 
+/// Runs `f` with enough stack for one more level of nesting: a `Sequential` inside a `Sequential`
+/// inside … 30 000 deep recurses 30 000 times, so every recursive walk (forward, visiting
+/// parameters, changing mode, dropping) asks for more stack when little is left instead of
+/// overflowing it.
+fn nested<R>(f: impl FnOnce() -> R) -> R {
+    stacker::maybe_grow(64 * 1024, 1024 * 1024, f)
+}
+
+impl<T: Float> Drop for Sequential<T> {
+    fn drop(&mut self) {
+        let layers = std::mem::take(&mut self.layers);
+        nested(|| drop(layers));
+    }
+}
+
 impl<T: Float> Module<T> for Sequential<T> {
     fn forward<'t>(&self, x: Var<'t, T>, rng: &mut dyn Rng) -> Result<Var<'t, T>> {
-        self.layers
-            .iter()
-            .try_fold(x, |h, layer| layer.forward(h, rng))
+        nested(|| {
+            self.layers
+                .iter()
+                .try_fold(x, |h, layer| layer.forward(h, rng))
+        })
     }
 
     fn visit_params<'a>(&'a self, prefix: &str, visit: &mut dyn FnMut(String, &'a Param<T>)) {
-        for (i, layer) in self.layers.iter().enumerate() {
-            layer.visit_params(&format!("{prefix}{i}."), visit);
-        }
+        nested(|| {
+            for (i, layer) in self.layers.iter().enumerate() {
+                layer.visit_params(&format!("{prefix}{i}."), visit);
+            }
+        })
     }
 
     fn visit_params_mut<'a>(
@@ -190,14 +220,18 @@ impl<T: Float> Module<T> for Sequential<T> {
         prefix: &str,
         visit: &mut dyn FnMut(String, &'a mut Param<T>),
     ) {
-        for (i, layer) in self.layers.iter_mut().enumerate() {
-            layer.visit_params_mut(&format!("{prefix}{i}."), visit);
-        }
+        nested(|| {
+            for (i, layer) in self.layers.iter_mut().enumerate() {
+                layer.visit_params_mut(&format!("{prefix}{i}."), visit);
+            }
+        })
     }
 
     fn set_training(&mut self, training: bool) {
-        for layer in &mut self.layers {
-            layer.set_training(training);
-        }
+        nested(|| {
+            for layer in &mut self.layers {
+                layer.set_training(training);
+            }
+        })
     }
 }

@@ -44,7 +44,8 @@ pub struct MSELoss;
 
 impl MSELoss {
     /// The mean loss; `prediction` and `target` must have the same shape (no silent broadcasting,
-    /// which PyTorch only warns about).
+    /// which PyTorch only warns about), and hold at least one element (the mean over none is
+    /// undefined: [`Error::EmptyBatch`]).
     pub fn forward<'t, T: Float>(
         &self,
         prediction: Var<'t, T>,
@@ -56,6 +57,12 @@ impl MSELoss {
                 op: "mse_loss",
                 lhs: p,
                 rhs: t,
+            });
+        }
+        if p.numel() == 0 {
+            return Err(Error::EmptyBatch {
+                op: "mse_loss",
+                shape: p,
             });
         }
         let diff = prediction.sub(target)?;

@@ -100,7 +100,7 @@ impl<T: Float> Backward<T> for SubBackward {
         Ok(smallvec![
             grad_if(cx.needs_grad(0), || g.sum_to(cx.input(0).shape()))?,
             grad_if(cx.needs_grad(1), || g
-                .map(|x| -x)
+                .map(|x| -x)?
                 .sum_to(cx.input(1).shape()))?,
         ])
     }

@@ -1,17 +1,26 @@
 //! Dropout: during training, zero each element with probability p and scale the survivors by
 //! 1/(1 − p), so that the expected value of every element is unchanged: E[y] = (1 − p)·x/(1 − p) = x.
 //!
-//! Forward: draw a mask m of independent Bernoulli(1 − p) bits, then y = m ⊙ x · s with
+//! Forward: draw a mask m of independent Bernoulli(1 − p) bits, then y = x ⊙ (m · s) with
 //! s = 1/(1 − p). The op is linear in x with a fixed (random) diagonal, so
 //!
 //! ∂L/∂x = m ⊙ g · s
 //!
 //! — the backward pass must reuse the **same** mask the forward pass drew; drawing a new one would
 //! send gradient through units that produced nothing. The mask is the saved state, packed 1 bit per
-//! element, with the scale. Edge cases follow PyTorch: p = 0 is the identity (no random numbers are
-//! drawn, no node recorded); p = 1 gives zeros with scale 0 — never 0·∞ = NaN — and a zero gradient;
-//! p outside [0, 1] or NaN is an error. Eval mode is the identity: a model in eval mode does not call
-//! dropout at all, and so draws no random numbers.
+//! element, with the scale.
+//!
+//! Edge cases follow PyTorch's `F.dropout`, which computes `input * (mask / (1 − p))`:
+//! - the scale is computed in the tensor's own type, `1 / (1 − p)` with `1 − p` rounded to it (for
+//!   f32 this can differ by an ulp from rounding the f64 quotient);
+//! - a dropped element is *multiplied* by 0, so a dropped NaN or ±∞ gives NaN (0 · ∞) rather than
+//!   vanishing, and anomaly mode still sees it; a dropped −3 gives −0;
+//! - p = 0 is the identity (no random numbers are drawn, no node recorded); p = 1 multiplies every
+//!   element by 0 (zeros for finite inputs) and gives a zero gradient;
+//! - p outside [0, 1] or NaN is an error.
+//!
+//! Eval mode is the identity: a model in eval mode does not call dropout at all, and so draws no
+//! random numbers.
 
 use std::sync::Arc;
 
@@ -25,15 +34,34 @@ use crate::error::{Error, Result};
 use crate::tape::Var;
 use crate::tensor::Tensor;
 
-/// The factor survivors are scaled by: 1/(1 − p), and 0 for p = 1 (PyTorch's
-/// `p == 1 ? 0 : 1/(1-p)`), so that p = 1 gives exact zeros instead of 0·∞ = NaN.
+/// The factor survivors are scaled by, in f64: 1/(1 − p), and 0 for p = 1 (PyTorch's
+/// `p == 1 ? 0 : 1/(1-p)`), so that p = 1 gives zeros instead of 0·∞ = NaN. Tensors of type `T`
+/// use [`dropout_scale_in`], which rounds like PyTorch does for that type.
 ///
 /// ```
 /// assert_eq!(tapegrad::dropout_scale(0.5), 2.0);
 /// assert_eq!(tapegrad::dropout_scale(1.0), 0.0);
 /// ```
 pub fn dropout_scale(p: f64) -> f64 {
-    if p == 1.0 { 0.0 } else { 1.0 / (1.0 - p) }
+    dropout_scale_in::<f64>(p)
+}
+
+/// The survivors' factor in the tensor's own type, as PyTorch's `F.dropout` computes it:
+/// `1 / (1 − p)` with `1 − p` computed in f64 and rounded to `T`, the division done in `T`;
+/// 0 for p = 1.
+///
+/// ```
+/// use tapegrad::dropout_scale_in;
+/// assert_eq!(dropout_scale_in::<f32>(0.5), 2.0);
+/// // 1/(1 − 0.1) rounded once from f64 is 1.1111112; PyTorch's f32 division gives 1.1111111.
+/// assert_eq!(dropout_scale_in::<f32>(0.1), 1.0f32 / 0.9f32);
+/// ```
+pub fn dropout_scale_in<T: Float>(p: f64) -> T {
+    if p == 1.0 {
+        T::ZERO
+    } else {
+        T::ONE / T::from_f64(1.0 - p)
+    }
 }
 
 pub(crate) fn check_probability(op: &'static str, p: f64) -> Result<()> {
@@ -64,13 +92,13 @@ impl BitMask {
     /// ```
     pub fn dropout<R: Rng + ?Sized>(len: usize, p: f64, rng: &mut R) -> Result<BitMask> {
         check_probability("dropout", p)?;
-        Ok(if p == 0.0 {
+        if p == 0.0 {
             BitMask::ones(len)
         } else if p == 1.0 {
             BitMask::zeros(len)
         } else {
             BitMask::bernoulli(len, 1.0 - p, rng)
-        })
+        }
     }
 }
 
@@ -102,18 +130,15 @@ impl<'t, T: Float> Var<'t, T> {
             return Ok(self);
         }
         let x = self.value();
-        let scale = T::from_f64(dropout_scale(p));
-        let (mask, out) = if p == 1.0 {
-            (
-                BitMask::zeros(x.numel()),
-                Tensor::full_shape(x.shape().clone(), T::ZERO),
-            )
-        } else {
-            // Draw and apply in one pass; the same mask `BitMask::dropout` draws.
-            let (mask, data) = BitMask::bernoulli_apply(x.data(), 1.0 - p, scale, rng);
-            (mask, Tensor::from_shape_vec(data, x.shape().clone())?)
-        };
-        Ok(self.record_mask("dropout", out, Arc::new(mask), scale, "kept"))
+        let scale = dropout_scale_in::<T>(p);
+        if p == 1.0 {
+            // Every element times 0 (NaN stays NaN, as in PyTorch); nothing random is drawn.
+            return self.apply_mask("dropout", Arc::new(BitMask::zeros(x.numel())?), scale);
+        }
+        // Draw and apply in one pass; the same mask `BitMask::dropout` draws.
+        let (mask, data) = BitMask::bernoulli_apply(x.data(), 1.0 - p, scale, rng)?;
+        let out = Tensor::from_shape_vec(data, x.shape().clone())?;
+        Ok(self.record_mask(MaskUse::Dropout, out, Arc::new(mask), scale))
     }
 
     /// Dropout with a mask the caller chose (bit set = keep), scaling survivors by 1/(1 − p).
@@ -124,46 +149,46 @@ impl<'t, T: Float> Var<'t, T> {
     pub fn dropout_with_mask(self, mask: &BitMask, p: f64) -> Result<Var<'t, T>> {
         check_probability("dropout_with_mask", p)?;
         self.apply_mask(
-            "dropout",
-            Arc::new(mask.clone()),
-            T::from_f64(dropout_scale(p)),
+            "dropout_with_mask",
+            Arc::new(mask.try_clone()?),
+            dropout_scale_in::<T>(p),
         )
     }
 
-    /// `y = m ⊙ x · scale` recorded as op `name`, with (mask, scale) saved for backward.
+    /// `y = x ⊙ (m · scale)` (dropout's semantics), with (mask, scale) saved for backward.
     pub(crate) fn apply_mask(
         self,
-        name: &'static str,
+        op: &'static str,
         mask: Arc<BitMask>,
         scale: T,
     ) -> Result<Var<'t, T>> {
         let x = self.value();
         if mask.len() != x.numel() {
             return Err(Error::MaskLength {
-                op: name,
+                op,
                 mask_len: mask.len(),
                 shape: x.shape().clone(),
             });
         }
-        let mut out = Tensor::overwritable(x.shape().clone());
+        let mut out = Tensor::overwritable(op, x.shape().clone())?;
         mask.apply(x.data(), scale, out.data_mut())?;
-        Ok(self.record_mask(name, out, mask, scale, "kept"))
+        Ok(self.record_mask(MaskUse::Dropout, out, mask, scale))
     }
 
-    /// Records `out = m ⊙ x · scale` with (mask, scale) saved for backward.
+    /// Records `out` as a masked op with (mask, scale) saved for backward.
     pub(crate) fn record_mask(
         self,
-        name: &'static str,
+        kind: MaskUse,
         out: Tensor<T>,
         mask: Arc<BitMask>,
         scale: T,
-        set_means: &'static str,
     ) -> Var<'t, T> {
-        self.tape.record(name, out, &[self], || MaskBackward {
-            mask,
-            scale,
-            set_means,
-        })
+        self.tape
+            .record(kind.name(), out, &[self], || MaskBackward {
+                mask,
+                scale,
+                kind,
+            })
     }
 
     /// The mask and scale a dropout (or ReLU) node saved, for teaching, tests and gradcheck.
@@ -186,30 +211,67 @@ impl<'t, T: Float> Var<'t, T> {
     }
 }
 
-/// y = m ⊙ x · scale, shared by dropout (scale 1/(1 − p)) and ReLU (scale 1, m = [x > 0]).
+/// The two ops that save a bit mask, and how each treats the elements whose bit is clear.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MaskUse {
+    /// Dropout: y = x ⊙ (m · s); a clear bit multiplies by 0 (NaN stays NaN).
+    Dropout,
+    /// ReLU: y = g where x > 0, exactly 0 elsewhere (PyTorch's `threshold_backward`).
+    Relu,
+}
+
+impl MaskUse {
+    fn name(self) -> &'static str {
+        match self {
+            MaskUse::Dropout => "dropout",
+            MaskUse::Relu => "relu",
+        }
+    }
+
+    /// What a set bit means, for inspection.
+    fn set_means(self) -> &'static str {
+        match self {
+            MaskUse::Dropout => "kept",
+            MaskUse::Relu => "x > 0",
+        }
+    }
+}
+
+/// y = x ⊙ m · scale, shared by dropout (scale 1/(1 − p)) and ReLU (scale 1, m = [x > 0]).
 /// Saves the mask (1 bit per element, shared, never copied) and the scale.
 #[derive(Debug)]
 pub(crate) struct MaskBackward<T> {
     pub(crate) mask: Arc<BitMask>,
     pub(crate) scale: T,
-    /// What a set bit means, for inspection ("kept" for dropout, "x > 0" for ReLU).
-    pub(crate) set_means: &'static str,
+    pub(crate) kind: MaskUse,
+}
+
+impl<T: Float> MaskBackward<T> {
+    /// The mask applied to g, the way this op's backward applies it.
+    fn apply(&self, g: &Tensor<T>) -> Result<Tensor<T>> {
+        let mut out = Tensor::overwritable(self.kind.name(), g.shape().clone())?;
+        match self.kind {
+            MaskUse::Dropout => self.mask.apply(g.data(), self.scale, out.data_mut())?,
+            MaskUse::Relu => self.mask.select(g.data(), self.scale, out.data_mut())?,
+        }
+        Ok(out)
+    }
 }
 
 impl<T: Float> Backward<T> for MaskBackward<T> {
     fn backward(&self, _cx: &BackwardCx<'_, T>, g: &Tensor<T>) -> Result<InputGrads<T>> {
-        let mut out = Tensor::overwritable(g.shape().clone());
-        self.mask.apply(g.data(), self.scale, out.data_mut())?;
-        Ok(smallvec![Some(out)])
+        Ok(smallvec![Some(self.apply(g)?)])
     }
 
     /// The same mask applied to g: linear in g, constant in x (so ReLU's second derivative is 0).
     fn backward_graph<'t>(&self, _cx: &GraphCx<'t, T>, g: Var<'t, T>) -> Result<InputVars<'t, T>> {
-        Ok(smallvec![Some(g.apply_mask(
-            "mask",
+        let out = self.apply(&g.value())?;
+        Ok(smallvec![Some(g.record_mask(
+            self.kind,
+            out,
             Arc::clone(&self.mask),
             self.scale
-        )?)])
+        ))])
     }
 
     fn saved_bytes(&self) -> usize {
@@ -221,7 +283,7 @@ impl<T: Float> Backward<T> for MaskBackward<T> {
             "mask {} bits ({} {}), scale {}",
             self.mask.len(),
             self.mask.count_ones(),
-            self.set_means,
+            self.kind.set_means(),
             self.scale
         )
     }

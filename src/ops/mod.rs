@@ -29,13 +29,14 @@
 //! Users outside the crate can do the same with [`Tape::push_op`](crate::Tape::push_op).
 
 use std::fmt;
+use std::sync::Arc;
 
 use smallvec::SmallVec;
 
 use crate::bitmask::BitMask;
 use crate::element::Float;
 use crate::error::Result;
-use crate::tape::{Node, NodeId, Tape, Var};
+use crate::tape::{NodeId, Tape, Var};
 use crate::tensor::Tensor;
 
 mod binary;
@@ -49,8 +50,10 @@ mod scalar;
 mod softmax;
 mod unary;
 
-pub use dropout::dropout_scale;
+pub use dropout::{dropout_scale, dropout_scale_in};
 pub use nll::Label;
+pub(crate) use nll::nll_mean;
+pub(crate) use softmax::log_softmax_rows;
 
 /// Gradients for an op's inputs, in input order; `None` where an input needs none.
 pub type InputGrads<T> = SmallVec<[Option<Tensor<T>>; 2]>;
@@ -86,25 +89,25 @@ pub trait Backward<T: Float>: fmt::Debug + Send + Sync + 'static {
 
 /// What a first-order backward rule can see: the values of its inputs and output.
 pub struct BackwardCx<'a, T: Float> {
-    pub(crate) nodes: &'a [Node<T>],
-    pub(crate) inputs: &'a [NodeId],
-    pub(crate) output: NodeId,
+    pub(crate) inputs: &'a [Arc<Tensor<T>>],
+    pub(crate) output: &'a Tensor<T>,
+    pub(crate) needs: &'a [bool],
 }
 
 impl<T: Float> BackwardCx<'_, T> {
     /// The value of input `i`.
     pub fn input(&self, i: usize) -> &Tensor<T> {
-        &self.nodes[self.inputs[i].index()].value
+        &self.inputs[i]
     }
 
     /// The op's own output value.
     pub fn output(&self) -> &Tensor<T> {
-        &self.nodes[self.output.index()].value
+        self.output
     }
 
     /// Whether input `i` wants a gradient; rules skip the work for inputs that do not.
     pub fn needs_grad(&self, i: usize) -> bool {
-        self.nodes[self.inputs[i].index()].requires_grad
+        self.needs[i]
     }
 }
 

@@ -15,6 +15,8 @@ use smallvec::smallvec;
 use super::{Backward, BackwardCx, GraphCx, InputGrads, InputVars};
 use crate::element::Float;
 use crate::error::{Error, Result};
+use crate::kernels::pool;
+use crate::kernels::sum::sum;
 use crate::tape::Var;
 use crate::tensor::Tensor;
 
@@ -82,6 +84,17 @@ fn validate_labels<T: Float, L: Label>(
     Ok((batch, classes, indices))
 }
 
+/// −(1/N) Σᵢ Z[i, tᵢ], the picked entries summed pairwise (the kernel of [`Tensor::sum_all`]).
+/// The lesson's hand-written step calls this too, so both agree to the bit.
+pub(crate) fn nll_mean<T: Float>(z: &[T], classes: usize, labels: &[usize]) -> Result<T> {
+    let picked = pool::try_collect(
+        "nll",
+        labels.len(),
+        labels.iter().enumerate().map(|(i, &t)| z[i * classes + t]),
+    )?;
+    Ok(-sum(&picked) / T::from_f64(labels.len() as f64))
+}
+
 impl<'t, T: Float> Var<'t, T> {
     /// Mean negative log-likelihood of `labels` under log-probabilities `self` of shape [N, C].
     /// ∂/∂Z[i, k] = −g·[k = tᵢ]/N.
@@ -97,13 +110,8 @@ impl<'t, T: Float> Var<'t, T> {
     /// NLL with labels already validated against this input's [N, C].
     fn nll_checked(self, labels: Vec<usize>) -> Result<Var<'t, T>> {
         let z = self.value();
-        let (batch, classes) = (labels.len(), z.dims()[1]);
-        let total: T = labels
-            .iter()
-            .enumerate()
-            .map(|(i, &t)| z.data()[i * classes + t])
-            .sum();
-        let value = Tensor::scalar(-total / T::from_f64(batch as f64));
+        let classes = z.dims()[1];
+        let value = Tensor::scalar(nll_mean(z.data(), classes, &labels)?);
         Ok(self
             .tape
             .record("nll", value, &[self], || NllBackward { labels, classes }))
@@ -139,27 +147,30 @@ struct NllBackward {
 }
 
 impl NllBackward {
-    /// −[k = tᵢ]/N, the gradient for an incoming g of 1.
-    fn unit_grad<T: Float>(&self) -> Result<Tensor<T>> {
+    /// −[k = tᵢ]·g/N, the gradient for an incoming (scalar) g.
+    fn grad_for<T: Float>(&self, g: T) -> Result<Tensor<T>> {
         let n = self.labels.len();
-        let mut data = vec![T::ZERO; n * self.classes];
-        let weight = -T::ONE / T::from_f64(n as f64);
-        for (i, &t) in self.labels.iter().enumerate() {
-            data[i * self.classes + t] = weight;
+        let mut grad = Tensor::full(&[n, self.classes], T::ZERO)?;
+        let weight = -g / T::from_f64(n as f64);
+        for (row, &t) in grad
+            .data_mut()
+            .chunks_exact_mut(self.classes)
+            .zip(&self.labels)
+        {
+            row[t] = weight;
         }
-        Tensor::from_vec(data, &[n, self.classes])
+        Ok(grad)
     }
 }
 
 impl<T: Float> Backward<T> for NllBackward {
     fn backward(&self, _cx: &BackwardCx<'_, T>, g: &Tensor<T>) -> Result<InputGrads<T>> {
-        let g = g.item()?;
-        Ok(smallvec![Some(self.unit_grad::<T>()?.map(|v| v * g))])
+        Ok(smallvec![Some(self.grad_for(g.item()?)?)])
     }
 
     /// g (a scalar Var) times a constant: linear in g, and Z does not appear.
     fn backward_graph<'t>(&self, cx: &GraphCx<'t, T>, g: Var<'t, T>) -> Result<InputVars<'t, T>> {
-        let unit = cx.tape().constant(self.unit_grad()?);
+        let unit = cx.tape().constant(self.grad_for(T::ONE)?);
         Ok(smallvec![Some(g.mul(unit)?)])
     }
 

@@ -25,12 +25,13 @@ impl<'t, T: Float> Var<'t, T> {
             .record("sum", value, &[self], || BroadcastBackward))
     }
 
-    /// Mean of all elements (NaN for an empty tensor, as in PyTorch). ∂/∂x = g/n broadcast.
+    /// Mean of all elements, Σx / n (NaN for an empty tensor, as in PyTorch). ∂/∂x = g/n
+    /// broadcast.
     ///
     /// PyTorch equivalent: `x.mean()`.
     pub fn mean(self) -> Result<Var<'t, T>> {
         let n = self.value().numel();
-        self.sum()?.mul_scalar(T::ONE / T::from_f64(n as f64))
+        self.sum()?.div_scalar(T::from_f64(n as f64))
     }
 
     /// Sum along `axis` (negative counts from the end), keeping it as size 1 if `keepdim`.
@@ -43,11 +44,10 @@ impl<'t, T: Float> Var<'t, T> {
         let axis = x.shape().axis("sum_axis", axis)?;
         let mut kept: SmallVec<[usize; 4]> = SmallVec::from_slice(x.dims());
         kept[axis] = 1;
+        let kept = Shape::checked(kept)?;
         Ok(self
             .tape
-            .record("sum_axis", value, &[self], || SumAxisBackward {
-                kept_dims: kept.to_vec(),
-            }))
+            .record("sum_axis", value, &[self], || SumAxisBackward { kept }))
     }
 
     /// Mean along `axis`. ∂/∂x = g/len broadcast along the axis.
@@ -57,7 +57,7 @@ impl<'t, T: Float> Var<'t, T> {
         let shape = self.shape();
         let len = shape.dims()[shape.axis("mean_axis", axis)?];
         self.sum_axis(axis, keepdim)?
-            .mul_scalar(T::ONE / T::from_f64(len as f64))
+            .div_scalar(T::from_f64(len as f64))
     }
 
     /// Sums along broadcast axes down to `target` (the inverse of broadcasting); returns `self`
@@ -124,25 +124,25 @@ impl<T: Float> Backward<T> for SumToBackward {
 /// Saves the input's dimensions with that axis set to 1.
 #[derive(Debug)]
 struct SumAxisBackward {
-    kept_dims: Vec<usize>,
+    kept: Shape,
 }
 
 impl<T: Float> Backward<T> for SumAxisBackward {
     fn backward(&self, cx: &BackwardCx<'_, T>, g: &Tensor<T>) -> Result<InputGrads<T>> {
         Ok(smallvec![Some(
-            g.reshape(&self.kept_dims)?
+            g.reshape(self.kept.dims())?
                 .broadcast_to(cx.input(0).shape())?
         )])
     }
 
     fn backward_graph<'t>(&self, cx: &GraphCx<'t, T>, g: Var<'t, T>) -> Result<InputVars<'t, T>> {
         Ok(smallvec![Some(
-            g.reshape(&self.kept_dims)?
+            g.reshape(self.kept.dims())?
                 .broadcast_to(&cx.input(0).shape())?
         )])
     }
 
     fn saved_bytes(&self) -> usize {
-        self.kept_dims.len() * std::mem::size_of::<usize>()
+        self.kept.rank() * std::mem::size_of::<usize>()
     }
 }

@@ -2,13 +2,16 @@
 //!
 //! dy/dx is 1 where x > 0 and 0 where x < 0; at exactly x = 0 the function has a kink and we take
 //! the derivative to be **0**, as PyTorch does. The backward rule therefore needs only the sign
-//! pattern of x, which it saves as a packed bit mask (1 bit per element): `g ⊙ [x > 0]`.
+//! pattern of x, which it saves as a packed bit mask (1 bit per element): `g` where x > 0, exactly 0
+//! elsewhere (even where g is NaN: PyTorch's `threshold_backward`). A NaN input gives a NaN output
+//! and passes its gradient through, as in PyTorch (`NaN ≤ 0` is false).
 //!
 //! On the graph path the same mask is applied to `g` by a recorded mask op, so the second derivative
 //! of ReLU is 0 everywhere (the mask is a constant), again as in PyTorch.
 
 use std::sync::Arc;
 
+use super::dropout::MaskUse;
 use crate::bitmask::BitMask;
 use crate::element::Float;
 use crate::error::Result;
@@ -32,10 +35,10 @@ impl<'t, T: Float> Var<'t, T> {
     /// ```
     pub fn relu(self) -> Result<Var<'t, T>> {
         let x = self.value();
-        let mut value = Tensor::overwritable(x.shape().clone());
+        let mut value = Tensor::overwritable("relu", x.shape().clone())?;
         // One pass writes the output and the sign bits that backward needs.
-        let mask = T::relu_words(x.data(), value.data_mut());
+        let mask = T::relu_words(x.data(), value.data_mut())?;
         let mask = BitMask::from_words(mask, x.numel());
-        Ok(self.record_mask("relu", value, Arc::new(mask), T::ONE, "x > 0"))
+        Ok(self.record_mask(MaskUse::Relu, value, Arc::new(mask), T::ONE))
     }
 }

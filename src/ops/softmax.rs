@@ -2,10 +2,11 @@
 //!
 //! For one row x with max m:
 //!
-//! log_softmax(x)ᵢ = xᵢ − m − log Σⱼ e^(xⱼ − m)
+//! log_softmax(x)ᵢ = (xᵢ − m) − log Σⱼ e^(xⱼ − m)
 //!
 //! Subtracting m changes nothing mathematically and keeps every exponent ≤ 0, so logits of ±1e4 stay
-//! finite. A logit of −∞ (a masked class) gives e^(−∞) = 0 exactly and an output of −∞. A row whose
+//! finite; subtracting it first, and log Σ second, keeps the rounding at the scale of xᵢ − m (as
+//! PyTorch does). The Σ is the pairwise sum of [`Tensor::sum_all`]. A logit of −∞ (a masked class) gives e^(−∞) = 0 exactly and an output of −∞. A row whose
 //! every logit is −∞ has no distribution; the result is NaN, as in PyTorch.
 //!
 //! **log_softmax backward.** With y = log_softmax(x) and pⱼ = e^(yⱼ) = softmax(x)ⱼ,
@@ -23,6 +24,8 @@ use smallvec::smallvec;
 use super::{Backward, BackwardCx, GraphCx, InputGrads, InputVars};
 use crate::element::Float;
 use crate::error::{Error, Result};
+use crate::kernels::pool;
+use crate::kernels::sum::{dot, sum};
 use crate::tape::Var;
 use crate::tensor::Tensor;
 
@@ -35,26 +38,44 @@ fn last_axis<T: Float>(op: &'static str, x: &Tensor<T>) -> Result<usize> {
     })
 }
 
-/// Row-wise log-softmax of a tensor whose rows have length `n`.
-fn log_softmax_rows<T: Float>(x: &Tensor<T>, n: usize) -> Tensor<T> {
-    let mut out = x.clone();
+/// Row-wise log-softmax of `x`, whose rows have length `n`, into `out`, as PyTorch computes it:
+/// (xᵢ − m) − log Σⱼ e^(xⱼ − m). Subtracting log Σ last (rather than m + log Σ at once) keeps
+/// the rounding at the scale of xᵢ − m, not of m: for the row [1000, 1001, 1002] in f32 that is the
+/// difference between an error of 1e-5 and none. The Σ is the crate's pairwise sum.
+pub(crate) fn log_softmax_rows<T: Float>(x: &[T], n: usize, out: &mut [T]) -> Result<()> {
     if n == 0 {
-        return out;
+        return Ok(());
     }
-    for row in out.data_mut().chunks_mut(n) {
+    let mut exps = pool::try_dirty::<T>("log_softmax", n)?;
+    for (row, out_row) in x.chunks_exact(n).zip(out.chunks_exact_mut(n)) {
         let max = row.iter().copied().fold(T::NEG_INFINITY, T::max);
-        let sum: T = row.iter().map(|&v| (v - max).exp()).sum();
-        let log_norm = max + sum.ln();
-        for v in row.iter_mut() {
-            *v -= log_norm;
+        for ((o, e), &v) in out_row.iter_mut().zip(exps.iter_mut()).zip(row) {
+            *o = v - max;
+            *e = o.exp();
+        }
+        let log_sum = sum(&exps).ln();
+        for o in out_row.iter_mut() {
+            *o -= log_sum;
         }
     }
-    out
+    Ok(())
 }
 
-/// Row sums of g, one per row of length n, repeated along the row: the Σ in both backward rules.
-fn row_sums<T: Float>(g: &[T], n: usize) -> impl Iterator<Item = T> + '_ {
-    g.chunks(n).map(|row| row.iter().copied().sum())
+/// Row-wise softmax, as PyTorch computes it: e^(xᵢ − m) · (1 / Σⱼ e^(xⱼ − m)).
+fn softmax_rows<T: Float>(x: &[T], n: usize, out: &mut [T]) {
+    if n == 0 {
+        return;
+    }
+    for (row, out_row) in x.chunks_exact(n).zip(out.chunks_exact_mut(n)) {
+        let max = row.iter().copied().fold(T::NEG_INFINITY, T::max);
+        for (o, &v) in out_row.iter_mut().zip(row) {
+            *o = (v - max).exp();
+        }
+        let inv = T::ONE / sum(out_row);
+        for o in out_row.iter_mut() {
+            *o *= inv;
+        }
+    }
 }
 
 impl<'t, T: Float> Var<'t, T> {
@@ -73,7 +94,8 @@ impl<'t, T: Float> Var<'t, T> {
     pub fn log_softmax(self) -> Result<Var<'t, T>> {
         let x = self.value();
         let n = last_axis("log_softmax", &x)?;
-        let value = log_softmax_rows(&x, n);
+        let mut value = Tensor::overwritable("log_softmax", x.shape().clone())?;
+        log_softmax_rows(x.data(), n, value.data_mut())?;
         Ok(self
             .tape
             .record("log_softmax", value, &[self], || LogSoftmaxBackward { n }))
@@ -85,7 +107,8 @@ impl<'t, T: Float> Var<'t, T> {
     pub fn softmax(self) -> Result<Var<'t, T>> {
         let x = self.value();
         let n = last_axis("softmax", &x)?;
-        let value = log_softmax_rows(&x, n).map(|v| v.exp());
+        let mut value = Tensor::overwritable("softmax", x.shape().clone())?;
+        softmax_rows(x.data(), n, value.data_mut());
         Ok(self
             .tape
             .record("softmax", value, &[self], || SoftmaxBackward { n }))
@@ -100,18 +123,13 @@ struct LogSoftmaxBackward {
 
 impl<T: Float> Backward<T> for LogSoftmaxBackward {
     fn backward(&self, cx: &BackwardCx<'_, T>, g: &Tensor<T>) -> Result<InputGrads<T>> {
-        let mut dx = g.clone();
+        let mut dx = g.try_clone()?;
         if self.n > 0 {
             let y = cx.output().data();
-            let sums: Vec<T> = row_sums(g.data(), self.n).collect();
-            for ((dx_row, y_row), sum) in dx
-                .data_mut()
-                .chunks_mut(self.n)
-                .zip(y.chunks(self.n))
-                .zip(sums)
-            {
+            for (dx_row, y_row) in dx.data_mut().chunks_mut(self.n).zip(y.chunks(self.n)) {
+                let total = sum(dx_row);
                 for (d, &yi) in dx_row.iter_mut().zip(y_row) {
-                    *d -= yi.exp() * sum;
+                    *d -= yi.exp() * total;
                 }
             }
         }
@@ -141,11 +159,11 @@ struct SoftmaxBackward {
 
 impl<T: Float> Backward<T> for SoftmaxBackward {
     fn backward(&self, cx: &BackwardCx<'_, T>, g: &Tensor<T>) -> Result<InputGrads<T>> {
-        let mut dx = g.clone();
+        let mut dx = g.try_clone()?;
         if self.n > 0 {
             let p = cx.output().data();
             for (dx_row, p_row) in dx.data_mut().chunks_mut(self.n).zip(p.chunks(self.n)) {
-                let dot: T = dx_row.iter().zip(p_row).map(|(&g, &p)| g * p).sum();
+                let dot = dot(dx_row, p_row);
                 for (d, &pi) in dx_row.iter_mut().zip(p_row) {
                     *d = pi * (*d - dot);
                 }

@@ -63,7 +63,7 @@ impl Unary {
 
 impl<'t, T: Float> Var<'t, T> {
     fn unary(self, op: Unary) -> Result<Var<'t, T>> {
-        let value = self.value().map(|x| op.forward(x));
+        let value = self.value().map(|x| op.forward(x))?;
         Ok(self
             .tape
             .record(op.name(), value, &[self], || UnaryBackward(op)))
@@ -105,16 +105,11 @@ struct UnaryBackward(Unary);
 impl<T: Float> Backward<T> for UnaryBackward {
     fn backward(&self, cx: &BackwardCx<'_, T>, g: &Tensor<T>) -> Result<InputGrads<T>> {
         let (x, y) = (cx.input(0).data(), cx.output().data());
-        let data = g
-            .data()
-            .iter()
-            .zip(x.iter().zip(y))
-            .map(|(&g, (&x, &y))| g * self.0.derivative(x, y))
-            .collect();
-        Ok(smallvec![Some(Tensor::from_shape_vec(
-            data,
-            g.shape().clone()
-        )?)])
+        let mut dx = Tensor::overwritable(self.0.name(), g.shape().clone())?;
+        for (((d, &g), &x), &y) in dx.data_mut().iter_mut().zip(g.data()).zip(x).zip(y) {
+            *d = g * self.0.derivative(x, y);
+        }
+        Ok(smallvec![Some(dx)])
     }
 
     fn backward_graph<'t>(&self, cx: &GraphCx<'t, T>, g: Var<'t, T>) -> Result<InputVars<'t, T>> {

@@ -2,7 +2,9 @@
 
 use std::collections::HashMap;
 
-use super::{GradSource, check_hyper, check_shape};
+use std::collections::hash_map::Entry;
+
+use super::{GradSource, check_hyper, check_lr, check_shape, check_state};
 use crate::element::Float;
 use crate::error::Result;
 use crate::param::{Param, ParamId};
@@ -71,8 +73,14 @@ impl<T: Float> Adam<T> {
     /// An optimizer with these settings; fails on the values PyTorch rejects.
     pub fn new(config: AdamConfig) -> Result<Self> {
         let op = if config.decoupled { "AdamW" } else { "Adam" };
-        check_hyper(op, "lr", config.lr, config.lr >= 0.0, "must be >= 0")?;
-        check_hyper(op, "eps", config.eps, config.eps >= 0.0, "must be >= 0")?;
+        check_lr(op, config.lr)?;
+        check_hyper(
+            op,
+            "eps",
+            config.eps,
+            config.eps >= 0.0 && config.eps.is_finite(),
+            "must be finite and >= 0",
+        )?;
         let (b1, b2) = config.betas;
         check_hyper(
             op,
@@ -92,8 +100,8 @@ impl<T: Float> Adam<T> {
             op,
             "weight_decay",
             config.weight_decay,
-            config.weight_decay >= 0.0,
-            "must be >= 0",
+            config.weight_decay >= 0.0 && config.weight_decay.is_finite(),
+            "must be finite and >= 0",
         )?;
         Ok(Adam {
             config,
@@ -106,9 +114,19 @@ impl<T: Float> Adam<T> {
         self.config.lr
     }
 
-    /// Changes the learning rate for the following steps.
-    pub fn set_lr(&mut self, lr: f64) {
+    /// Changes the learning rate for the following steps; fails (and keeps the old one) unless it
+    /// is finite and ≥ 0, as the constructor does.
+    pub fn set_lr(&mut self, lr: f64) -> Result<()> {
+        check_lr(
+            if self.config.decoupled {
+                "AdamW"
+            } else {
+                "Adam"
+            },
+            lr,
+        )?;
         self.config.lr = lr;
+        Ok(())
     }
 
     /// One update of every parameter that has a gradient in `grads`.
@@ -129,11 +147,15 @@ impl<T: Float> Adam<T> {
                 continue;
             };
             check_shape(op, param, grad)?;
-            let state = self.state.entry(param.id()).or_insert_with(|| Moments {
-                step: 0,
-                m: Tensor::full_shape(grad.shape().clone(), T::ZERO),
-                v: Tensor::full_shape(grad.shape().clone(), T::ZERO),
-            });
+            let state = match self.state.entry(param.id()) {
+                Entry::Occupied(e) => e.into_mut(),
+                Entry::Vacant(e) => e.insert(Moments {
+                    step: 0,
+                    m: grad.zeros_like()?,
+                    v: grad.zeros_like()?,
+                }),
+            };
+            check_state(op, param, &state.m)?;
             state.step += 1;
             let bias1 = 1.0 - c.betas.0.powi(state.step);
             let bias2_sqrt = T::from_f64((1.0 - c.betas.1.powi(state.step)).sqrt());

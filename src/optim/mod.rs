@@ -68,16 +68,18 @@ impl<T: Float> GradAccumulator<T> {
         }
     }
 
-    /// Adds every parameter gradient of one backward pass.
-    pub fn accumulate(&mut self, grads: &Gradients<T>) {
+    /// Adds every parameter gradient of one backward pass. A gradient whose shape differs from
+    /// the sum so far (the parameter was replaced) starts a new sum.
+    pub fn accumulate(&mut self, grads: &Gradients<T>) -> crate::Result<()> {
         for (id, g) in grads.params() {
             match self.sums.get_mut(&id) {
                 Some(sum) if sum.shape() == g.shape() => sum.add_assign_same_shape(g),
                 _ => {
-                    self.sums.insert(id, g.clone());
+                    self.sums.insert(id, g.try_clone()?);
                 }
             }
         }
+        Ok(())
     }
 
     /// Forgets every sum (PyTorch's `zero_grad()`).
@@ -107,6 +109,35 @@ fn check_shape<T: Float>(
             rhs: grad.shape().clone(),
         })
     }
+}
+
+/// Checks a state tensor (momentum, moments) against its parameter's current shape.
+fn check_state<T: Float>(
+    op: &'static str,
+    param: &Param<T>,
+    state: &Tensor<T>,
+) -> crate::Result<()> {
+    if param.value().shape() == state.shape() {
+        Ok(())
+    } else {
+        Err(crate::Error::StateShape {
+            op,
+            name: param.name().to_string(),
+            state: state.dims().to_vec(),
+            param: param.value().dims().to_vec(),
+        })
+    }
+}
+
+/// A learning rate must be finite and ≥ 0 (NaN fails both).
+fn check_lr(op: &'static str, lr: f64) -> crate::Result<()> {
+    check_hyper(
+        op,
+        "lr",
+        lr,
+        lr >= 0.0 && lr.is_finite(),
+        "must be finite and >= 0",
+    )
 }
 
 fn check_hyper(

@@ -2,13 +2,14 @@
 
 use std::collections::HashMap;
 
-use super::{GradSource, check_hyper, check_shape};
+use super::{GradSource, check_hyper, check_lr, check_shape, check_state};
 use crate::element::Float;
 use crate::error::Result;
 use crate::param::{Param, ParamId};
 use crate::tensor::Tensor;
 
-/// Settings of [`Sgd`]; the defaults are PyTorch's (no momentum, no decay) with lr 0.01.
+/// Settings of [`Sgd`]; the defaults are PyTorch's: lr 1e-3 (as `torch.optim.SGD` since 2.x), no
+/// momentum, no dampening, no weight decay.
 #[derive(Clone, Debug)]
 pub struct SgdConfig {
     /// Learning rate.
@@ -26,7 +27,7 @@ pub struct SgdConfig {
 impl Default for SgdConfig {
     fn default() -> Self {
         SgdConfig {
-            lr: 0.01,
+            lr: 1e-3,
             momentum: 0.0,
             dampening: 0.0,
             nesterov: false,
@@ -54,20 +55,27 @@ impl<T: Float> Sgd<T> {
     /// An optimizer with these settings; fails on the values PyTorch rejects.
     pub fn new(config: SgdConfig) -> Result<Self> {
         let op = "SGD";
-        check_hyper(op, "lr", config.lr, config.lr >= 0.0, "must be >= 0")?;
+        check_lr(op, config.lr)?;
         check_hyper(
             op,
             "momentum",
             config.momentum,
-            config.momentum >= 0.0,
-            "must be >= 0",
+            config.momentum >= 0.0 && config.momentum.is_finite(),
+            "must be finite and >= 0",
+        )?;
+        check_hyper(
+            op,
+            "dampening",
+            config.dampening,
+            config.dampening.is_finite(),
+            "must be finite",
         )?;
         check_hyper(
             op,
             "weight_decay",
             config.weight_decay,
-            config.weight_decay >= 0.0,
-            "must be >= 0",
+            config.weight_decay >= 0.0 && config.weight_decay.is_finite(),
+            "must be finite and >= 0",
         )?;
         if config.nesterov {
             check_hyper(
@@ -96,9 +104,12 @@ impl<T: Float> Sgd<T> {
         self.config.lr
     }
 
-    /// Changes the learning rate for the following steps (a schedule).
-    pub fn set_lr(&mut self, lr: f64) {
+    /// Changes the learning rate for the following steps (a schedule); fails (and keeps the old
+    /// one) unless it is finite and ≥ 0, as the constructor does.
+    pub fn set_lr(&mut self, lr: f64) -> Result<()> {
+        check_lr("SGD", lr)?;
         self.config.lr = lr;
+        Ok(())
     }
 
     /// One update of every parameter that has a gradient in `grads`.
@@ -122,7 +133,7 @@ impl<T: Float> Sgd<T> {
                 }
                 continue;
             }
-            let mut g = grad.clone();
+            let mut g = grad.try_clone()?;
             if c.weight_decay != 0.0 {
                 for (gi, &p) in g.data_mut().iter_mut().zip(param.value().data()) {
                     *gi += decay * p;
@@ -131,12 +142,13 @@ impl<T: Float> Sgd<T> {
             if c.momentum != 0.0 {
                 match self.buffers.get_mut(&param.id()) {
                     Some(buf) => {
+                        check_state("SGD", param, buf)?;
                         for (b, &gi) in buf.data_mut().iter_mut().zip(g.data()) {
                             *b = momentum * *b + damp * gi;
                         }
                     }
                     None => {
-                        self.buffers.insert(param.id(), g.clone());
+                        self.buffers.insert(param.id(), g.try_clone()?);
                     }
                 }
                 let buf = &self.buffers[&param.id()];

@@ -12,7 +12,9 @@ pub fn randn(dims: &[usize], seed: u64) -> Tensor<f64> {
 
 /// Draws kept at least `margin` away from 0 (for ReLU's kink, division, log).
 pub fn away_from_zero(dims: &[usize], seed: u64, margin: f64) -> Tensor<f64> {
-    randn(dims, seed).map(|x| x.signum() * (margin + x.abs()))
+    randn(dims, seed)
+        .map(|x| x.signum() * (margin + x.abs()))
+        .unwrap()
 }
 
 /// Draws in [low, high).
@@ -43,5 +45,76 @@ pub fn assert_close(got: &[f64], want: &[f64], tol: f64) {
             (g - w).abs() <= tol,
             "element {i}: got {g}, want {w} (tol {tol})"
         );
+    }
+}
+
+/// A safetensors file of golden values written by a script in `tests/golden/` (PyTorch).
+pub struct Golden {
+    bytes: Vec<u8>,
+}
+
+impl Golden {
+    /// Opens `tests/golden/{name}`.
+    pub fn open(name: &str) -> Golden {
+        let path = format!("{}/tests/golden/{name}", env!("CARGO_MANIFEST_DIR"));
+        Golden {
+            bytes: std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}")),
+        }
+    }
+
+    /// Whether the file holds a tensor of this name.
+    pub fn has(&self, name: &str) -> bool {
+        safetensors::SafeTensors::deserialize(&self.bytes)
+            .unwrap()
+            .tensor(name)
+            .is_ok()
+    }
+
+    /// The names of every tensor in the file, sorted.
+    pub fn names(&self) -> Vec<String> {
+        let file = safetensors::SafeTensors::deserialize(&self.bytes).unwrap();
+        let mut names: Vec<String> = file.names().into_iter().map(str::to_string).collect();
+        names.sort();
+        names
+    }
+
+    /// A tensor's dimensions and raw little-endian bytes.
+    pub fn raw(&self, name: &str) -> (Vec<usize>, safetensors::Dtype, Vec<u8>) {
+        let file = safetensors::SafeTensors::deserialize(&self.bytes).unwrap();
+        let view = file
+            .tensor(name)
+            .unwrap_or_else(|_| panic!("no tensor {name}"));
+        (view.shape().to_vec(), view.dtype(), view.data().to_vec())
+    }
+
+    /// An f32 tensor.
+    pub fn f32(&self, name: &str) -> Tensor<f32> {
+        let (dims, dtype, data) = self.raw(name);
+        assert_eq!(dtype, safetensors::Dtype::F32, "{name}");
+        let data = data
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect();
+        Tensor::from_vec(data, &dims).unwrap()
+    }
+
+    /// An f64 tensor.
+    pub fn f64(&self, name: &str) -> Tensor<f64> {
+        let (dims, dtype, data) = self.raw(name);
+        assert_eq!(dtype, safetensors::Dtype::F64, "{name}");
+        let data = data
+            .chunks_exact(8)
+            .map(|b| f64::from_le_bytes(b.try_into().unwrap()))
+            .collect();
+        Tensor::from_vec(data, &dims).unwrap()
+    }
+
+    /// An i64 tensor, flattened.
+    pub fn i64(&self, name: &str) -> Vec<i64> {
+        let (_, dtype, data) = self.raw(name);
+        assert_eq!(dtype, safetensors::Dtype::I64, "{name}");
+        data.chunks_exact(8)
+            .map(|b| i64::from_le_bytes(b.try_into().unwrap()))
+            .collect()
     }
 }
