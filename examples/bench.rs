@@ -4,7 +4,8 @@
 //! Run: `cargo run --release --example bench -- --json --threads 1`
 //! Options: `--threads N` (default: the `tapegrad::num_threads` default), `--only NAME` to run one
 //! workload (each in its own process gives a clean peak-memory figure), `--sweep` to run the
-//! lesson's step over a grid of batch sizes N and hidden sizes H instead (`sweep_n{N}_h{H}`).
+//! lesson's step over a grid of batch sizes N and hidden sizes H instead (`sweep_n{N}_h{H}`),
+//! `--accuracy` to print the summation kernel's relative error against an f64 sum instead.
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -174,6 +175,23 @@ fn dropout_4096() -> Result<Measured> {
     })
 }
 
+/// Relative error of an f32 sum of n uniform draws in [0, 1) against the f64 sum of the same
+/// values, for the pairwise kernel every reduction uses and for the running f32 total it replaced.
+fn summation_accuracy() -> Result<()> {
+    for n in [1_000_000usize, 10_000_000, 1 << 26] {
+        let x = Tensor::<f32>::uniform(&[n], 0.0, 1.0, &mut Pcg64::seed_from_u64(n as u64))?;
+        let exact = x.cast::<f64>()?.sum_all();
+        let rel = |s: f32| ((f64::from(s) - exact) / exact).abs();
+        let running: f32 = x.data().iter().copied().sum();
+        println!(
+            "{{\"accuracy\": \"sum_uniform_f32\", \"n\": {n}, \"pairwise_rel_err\": {:.2e}, \"running_total_rel_err\": {:.2e}}}",
+            rel(x.sum_all()),
+            rel(running)
+        );
+    }
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let flag = |name: &str| {
@@ -204,6 +222,9 @@ fn main() -> Result<()> {
         ("matmul_1024", matmul_1024),
         ("dropout_4096x4096", dropout_4096),
     ];
+    if args.iter().any(|a| a == "--accuracy") {
+        return summation_accuracy();
+    }
     if args.iter().any(|a| a == "--sweep") {
         for n in [32, 128, 512, 2048] {
             for h in [64, 256, 1024] {

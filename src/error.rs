@@ -104,6 +104,29 @@ pub enum Error {
         /// The probability given.
         p: f64,
     },
+    /// An index (into an axis, an embedding table, a gather) that is negative or past the end.
+    #[error(
+        "{op}: index {index} at position {position} is out of range for a dimension of size {len}"
+    )]
+    IndexOutOfRange {
+        /// The operation.
+        op: &'static str,
+        /// Where among the indices the bad one stands (flat, row-major).
+        position: usize,
+        /// The bad index.
+        index: i64,
+        /// The size of the dimension it indexes (valid indices are `0..len`).
+        len: usize,
+    },
+    /// An argument outside what the operation accepts, described in words (a kernel larger than
+    /// its padded input, a split that does not add up, a mask of the wrong shape, …).
+    #[error("{op}: {reason}")]
+    InvalidArgument {
+        /// The operation.
+        op: &'static str,
+        /// What is wrong, with the values.
+        reason: String,
+    },
     /// A class label that is negative or not below the number of classes.
     #[error("{op}: label {label} at position {position} is out of range for {classes} classes")]
     LabelOutOfRange {

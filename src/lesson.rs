@@ -221,7 +221,7 @@ pub fn manual_step<T: Float, R: Rng + ?Sized>(
         .matmul(&weights.w2)?
         .zip_map(&weights.b2, "add", |a, b| a + b)?;
     // log P row by row, and the mean NLL: the kernels the tape's ops use, so the sums agree.
-    let mut log_p = s.try_clone()?;
+    let mut log_p = Tensor::zeros(s.dims())?;
     log_softmax_rows(s.data(), k, log_p.data_mut())?;
     let loss = nll_mean(log_p.data(), k, &data.labels)?;
 

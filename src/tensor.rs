@@ -271,18 +271,21 @@ impl<T: Float> Tensor<T> {
 
     /// Applies `f` to every element (on several threads for large tensors).
     pub fn map(&self, f: impl Fn(T) -> T + Sync) -> Result<Self> {
-        let mut out = Self::overwritable("map", self.shape.clone())?;
         if parallel(self.numel()) {
+            let mut out = Self::overwritable("map", self.shape.clone())?;
             out.data
                 .par_chunks_mut(PARALLEL_CHUNK)
                 .zip(self.data.par_chunks(PARALLEL_CHUNK))
                 .for_each(|(o, x)| o.iter_mut().zip(x).for_each(|(o, &x)| *o = f(x)));
-        } else {
-            for (o, &x) in out.data.iter_mut().zip(&self.data) {
-                *o = f(x);
-            }
+            return Ok(out);
         }
-        Ok(out)
+        // Filled by `extend`, so a fresh buffer is written once (no zeroing first).
+        let mut data = pool::try_empty("map", self.numel())?;
+        data.extend(self.data.iter().map(|&x| f(x)));
+        Ok(Tensor {
+            data,
+            shape: self.shape.clone(),
+        })
     }
 
     /// Combines two tensors element by element, broadcasting them to a common shape.
@@ -295,8 +298,8 @@ impl<T: Float> Tensor<T> {
         f: impl Fn(T, T) -> T + Sync,
     ) -> Result<Self> {
         if self.shape == other.shape {
-            let mut out = Self::overwritable(op, self.shape.clone())?;
             if parallel(self.numel()) {
+                let mut out = Self::overwritable(op, self.shape.clone())?;
                 out.data
                     .par_chunks_mut(PARALLEL_CHUNK)
                     .zip(
@@ -309,25 +312,26 @@ impl<T: Float> Tensor<T> {
                             *o = f(a, b);
                         }
                     });
-            } else {
-                for ((o, &a), &b) in out.data.iter_mut().zip(&self.data).zip(&other.data) {
-                    *o = f(a, b);
-                }
+                return Ok(out);
             }
-            return Ok(out);
+            let mut data = pool::try_empty(op, self.numel())?;
+            data.extend(self.data.iter().zip(&other.data).map(|(&a, &b)| f(a, b)));
+            return Ok(Tensor {
+                data,
+                shape: self.shape.clone(),
+            });
         }
         let shape = Shape::broadcast(op, &self.shape, &other.shape)?;
-        let mut out = Self::overwritable(op, shape.clone())?;
         let block = other.shape.trailing_block_of(&shape).filter(|&b| b > 0);
         if let (true, Some(block)) = (shape == self.shape, block) {
             // `other` repeats along leading axes (a bias): walk contiguous blocks.
-            for (o_row, a_row) in out.data.chunks_mut(block).zip(self.data.chunks(block)) {
-                for ((o, &a), &b) in o_row.iter_mut().zip(a_row).zip(&other.data) {
-                    *o = f(a, b);
-                }
+            let mut data = pool::try_empty(op, shape.numel())?;
+            for row in self.data.chunks(block) {
+                data.extend(row.iter().zip(&other.data).map(|(&a, &b)| f(a, b)));
             }
-            return Ok(out);
+            return Ok(Tensor { data, shape });
         }
+        let mut out = Self::overwritable(op, shape.clone())?;
         let sa = self.shape.broadcast_strides(&shape);
         let sb = other.shape.broadcast_strides(&shape);
         let data = &mut out.data;

@@ -1,6 +1,7 @@
-//! Drives tensor construction, every op and backward with arbitrary shapes, values (NaN and ±∞
-//! included), labels, probabilities and axes. Any panic is a bug: every call must return a value or
-//! a typed error.
+//! Drives tensor construction, every op and backward with arbitrary shapes (ranks 0–5, sizes from 0
+//! past the kernels' block edges up to sizes no memory holds), values (NaN and ±∞ included), labels,
+//! probabilities and axes. Any panic, abort or hang is a bug: every call must return a value or a
+//! typed error.
 //!
 //! Run: `RUSTC_BOOTSTRAP=1 cargo fuzz run ops` (cargo-fuzz needs nightly features; the bootstrap
 //! flag enables them on the stable toolchain).
@@ -28,15 +29,32 @@ impl Bytes<'_> {
             _ => (self.byte() as f32 - 128.0) / 16.0,
         }
     }
-    fn dims(&mut self) -> Vec<usize> {
-        let rank = self.byte() % 5;
-        (0..rank).map(|_| (self.byte() % 6) as usize).collect()
+    /// Mostly small sizes, often sizes past the kernels' block and chunk edges (16, 64, 257, …),
+    /// sometimes sizes no memory holds (2⁴⁰, usize::MAX).
+    fn dim(&mut self) -> usize {
+        match self.byte() % 16 {
+            0..=9 => (self.byte() % 6) as usize,
+            10..=13 => [7, 15, 16, 17, 31, 63, 64, 65, 127, 129, 257, 300][self.byte() as usize % 12],
+            14 => 1 + self.byte() as usize * 4,
+            _ => [1 << 20, 1 << 40, usize::MAX / 2, usize::MAX][self.byte() as usize % 4],
+        }
     }
-    fn tensor(&mut self) -> Tensor<f32> {
+    fn dims(&mut self) -> Vec<usize> {
+        let rank = self.byte() % 6;
+        (0..rank).map(|_| self.dim()).collect()
+    }
+    /// A tensor with values from the input, or (for shapes too large to fill from it) a constant
+    /// one through the fallible constructor, which may well refuse.
+    fn tensor(&mut self) -> Option<Tensor<f32>> {
         let dims = self.dims();
-        let n: usize = dims.iter().product();
-        let data = (0..n).map(|_| self.value()).collect();
-        Tensor::from_vec(data, &dims).expect("the length matches the dims")
+        let n = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+        match n {
+            Some(n) if n <= 1 << 12 => {
+                let data = (0..n).map(|_| self.value()).collect();
+                Some(Tensor::from_vec(data, &dims).expect("the length matches the dims"))
+            }
+            _ => Tensor::full(&dims, self.value()).ok(),
+        }
     }
 }
 
@@ -47,14 +65,18 @@ fuzz_target!(|data: &[u8]| {
         tape.detect_anomalies(true);
     }
     let mut rng = rand_pcg::Pcg64::seed_from_u64(u64::from(input.byte()));
-    let mut vars: Vec<Var<'_, f32>> = vec![tape.leaf(input.tensor()), tape.constant(input.tensor())];
+    let first = input.tensor().unwrap_or_else(|| Tensor::scalar(1.0));
+    let second = input.tensor().unwrap_or_else(|| Tensor::scalar(2.0));
+    let mut vars: Vec<Var<'_, f32>> = vec![tape.leaf(first), tape.constant(second)];
     for _ in 0..(input.byte() % 12) {
         let a = vars[input.byte() as usize % vars.len()];
         let b = vars[input.byte() as usize % vars.len()];
         let p = [0.0, 0.5, 1.0, -0.5, 1.5, f64::NAN, 0.25][input.byte() as usize % 7];
         let labels: Vec<i64> = (0..input.byte() % 6).map(|_| i64::from(input.byte() as i8)).collect();
         let axis = isize::from(input.byte() as i8 % 6);
-        let target = Shape::new(&input.dims()).expect("small dims never overflow");
+        let Ok(target) = Shape::new(&input.dims()) else {
+            continue;
+        };
         let result = match input.byte() % 26 {
             0 => a.add(b),
             1 => a.sub(b),
@@ -64,7 +86,7 @@ fuzz_target!(|data: &[u8]| {
             5 => a.matmul_t(b),
             6 => a.relu(),
             7 => a.dropout(p, &mut rng),
-            8 => a.dropout_with_mask(&BitMask::ones(input.byte() as usize), p),
+            8 => BitMask::ones(input.byte() as usize).and_then(|m| a.dropout_with_mask(&m, p)),
             9 => a.log_softmax(),
             10 => a.softmax(),
             11 => a.nll(&labels),

@@ -16,7 +16,7 @@ use std::sync::OnceLock;
 use crate::error::{Error, Result};
 
 /// Buffers smaller than this come from the system allocator and go back to it.
-pub(crate) const POOLED_BYTES: usize = 1 << 17;
+pub(crate) const POOLED_BYTES: usize = 1 << 14;
 
 /// Buffers cached per element type and thread.
 pub(crate) const MAX_BUFFERS: usize = 16;

@@ -85,9 +85,16 @@ fn tree<T: Float>(len: usize, leaf: &(impl Fn(usize, usize) -> T + Sync)) -> T {
     go(0, len, leaf, parallel)
 }
 
+/// Below this many elements a leaf adds them one after another: the accumulators would cost more
+/// than they save, and the error of at most 7 additions is tiny anyway.
+const SHORT: usize = 8;
+
 /// Sums at most [`LEAF`] elements with [`LANES`] accumulators, then the accumulators pairwise.
 #[inline]
 fn leaf_sum<T: Float>(x: &[T]) -> T {
+    if x.len() < SHORT {
+        return x.iter().fold(T::ZERO, |s, &v| s + v);
+    }
     let mut acc = [T::ZERO; LANES];
     let (full, rest) = x.as_chunks::<LANES>();
     for chunk in full {
@@ -104,6 +111,9 @@ fn leaf_sum<T: Float>(x: &[T]) -> T {
 /// Σ aᵢbᵢ over at most [`LEAF`] elements, the same way as [`leaf_sum`].
 #[inline]
 fn leaf_dot<T: Float>(a: &[T], b: &[T]) -> T {
+    if a.len() < SHORT {
+        return a.iter().zip(b).fold(T::ZERO, |s, (&x, &y)| s + x * y);
+    }
     let mut acc = [T::ZERO; LANES];
     let (a_full, a_rest) = a.as_chunks::<LANES>();
     let (b_full, b_rest) = b.as_chunks::<LANES>();

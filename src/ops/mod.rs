@@ -50,8 +50,9 @@ mod scalar;
 mod softmax;
 mod unary;
 
+/// A class label: any primitive integer type (the same trait as [`Index`](crate::Index)).
+pub use crate::indices::Index as Label;
 pub use dropout::{dropout_scale, dropout_scale_in};
-pub use nll::Label;
 pub(crate) use nll::nll_mean;
 pub(crate) use softmax::log_softmax_rows;
 

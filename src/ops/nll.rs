@@ -15,29 +15,11 @@ use smallvec::smallvec;
 use super::{Backward, BackwardCx, GraphCx, InputGrads, InputVars};
 use crate::element::Float;
 use crate::error::{Error, Result};
+use crate::indices::Index as Label;
 use crate::kernels::pool;
 use crate::kernels::sum::sum;
 use crate::tape::Var;
 use crate::tensor::Tensor;
-
-/// A class label: any integer type. Negative labels are rejected with an error naming them.
-pub trait Label: Copy {
-    /// The label as an `i64` (for error messages).
-    fn as_i64(self) -> i64;
-}
-
-macro_rules! impl_label {
-    ($($t:ty),*) => {$(
-        impl Label for $t {
-            #[inline]
-            fn as_i64(self) -> i64 {
-                // Labels beyond i64::MAX cannot be valid class indices; saturate so they fail the range check.
-                i64::try_from(self).unwrap_or(i64::MAX)
-            }
-        }
-    )*};
-}
-impl_label!(u8, u16, u32, u64, usize, i8, i16, i32, i64, isize);
 
 /// Checks labels against a `[N, C]` input and returns them as indices.
 fn validate_labels<T: Float, L: Label>(
