@@ -41,12 +41,15 @@ use crate::tensor::Tensor;
 
 mod binary;
 pub(crate) mod dropout;
+mod index;
+mod join;
 mod layout;
 mod matmul;
 mod nll;
 mod reduce;
 mod relu;
 mod scalar;
+pub(crate) mod slice;
 mod softmax;
 mod unary;
 
@@ -54,6 +57,7 @@ mod unary;
 pub use crate::indices::Index as Label;
 pub use dropout::{dropout_scale, dropout_scale_in};
 pub(crate) use nll::nll_mean;
+pub use nll::{CrossEntropyOptions, NllOptions, Reduction};
 pub(crate) use softmax::log_softmax_rows;
 
 /// Gradients for an op's inputs, in input order; `None` where an input needs none.
