@@ -13,8 +13,8 @@ use std::time::Instant;
 use rand::SeedableRng;
 use rand_pcg::Pcg64;
 use tapegrad::lesson::{LessonConfig, manual_step};
-use tapegrad::nn::{CrossEntropyLoss, Dropout, Linear, Module, ReLU, Sequential};
-use tapegrad::optim::{Sgd, SgdConfig};
+use tapegrad::nn::{Context, CrossEntropyLoss, Dropout, Forward, Linear, Module, ReLU, Sequential};
+use tapegrad::optim::{Optimizer, Sgd, SgdConfig};
 use tapegrad::{BackwardOptions, Result, Tape, Tensor};
 
 /// What one workload reports.
@@ -87,18 +87,22 @@ fn train_steps(n: usize, dims: &[usize], lr: f64, warmup: usize, steps: usize) -
     let x = Tensor::<f32>::normal(&[n, dims[0]], 0.0, 1.0, &mut rng)?;
     let classes = *dims.last().expect("dims has an output size");
     let labels: Vec<usize> = (0..n).map(|i| (i * 7 + 3) % classes).collect();
-    let mut model = mlp(dims, 0.5, &mut rng)?;
-    let mut sgd = Sgd::new(SgdConfig {
-        lr,
-        ..Default::default()
-    })?;
+    let model = mlp(dims, 0.5, &mut rng)?;
+    let mut sgd = Sgd::new(
+        model.named_params(),
+        SgdConfig {
+            lr,
+            ..Default::default()
+        },
+    )?;
+    let loss_fn = CrossEntropyLoss::default();
     let mut step = || -> Result<()> {
         let tape = Tape::new();
-        let loss = CrossEntropyLoss
-            .forward(model.forward(tape.constant(x.clone()), &mut rng)?, &labels)?;
+        let logits = model.forward(&mut Context::train(&mut rng), tape.constant(x.clone()))?;
+        let loss = loss_fn.forward(logits, &labels)?;
         let grads = loss.backward()?;
         drop(tape);
-        sgd.step(model.params_mut(), &grads)
+        sgd.step(&grads)
     };
     step()?;
     step()?;

@@ -11,8 +11,8 @@ use rand::seq::SliceRandom;
 use rand_pcg::Pcg64;
 use tapegrad::datasets::{Digits, Split};
 use tapegrad::lesson::accuracy;
-use tapegrad::nn::{CrossEntropyLoss, Dropout, Linear, Module, ReLU, Sequential};
-use tapegrad::optim::{Adam, AdamConfig};
+use tapegrad::nn::{Context, CrossEntropyLoss, Dropout, Forward, Linear, Module, ReLU, Sequential};
+use tapegrad::optim::{Adam, AdamConfig, Optimizer};
 use tapegrad::{Result, Tape};
 
 const EPOCHS: usize = 60;
@@ -43,10 +43,10 @@ fn mlp(p: f64) -> Result<Sequential<f32>> {
 }
 
 /// Loss and accuracy over a whole split, in eval mode.
-fn evaluate(model: &Sequential<f32>, split: &Split<f32>, rng: &mut Pcg64) -> Result<(f64, f64)> {
+fn evaluate(model: &Sequential<f32>, split: &Split<f32>) -> Result<(f64, f64)> {
     let tape = Tape::no_grad();
-    let logits = model.forward(tape.constant(split.x.clone()), rng)?;
-    let loss = CrossEntropyLoss
+    let logits = model.forward(&mut Context::eval(), tape.constant(split.x.clone()))?;
+    let loss = CrossEntropyLoss::default()
         .forward(logits, &split.labels)?
         .value()
         .item()?;
@@ -54,13 +54,12 @@ fn evaluate(model: &Sequential<f32>, split: &Split<f32>, rng: &mut Pcg64) -> Res
 }
 
 fn train(name: &str, p: f64, train: &Split<f32>, test: &Split<f32>) -> Result<Vec<Row>> {
-    let mut model = mlp(p)?;
-    let mut adam = Adam::new(AdamConfig::default())?;
+    let model = mlp(p)?;
+    let mut adam = Adam::new(model.named_params(), AdamConfig::default())?;
     let mut rng = Pcg64::seed_from_u64(2);
     let mut order: Vec<usize> = (0..train.labels.len()).collect();
     let mut rows = Vec::with_capacity(EPOCHS);
     for epoch in 1..=EPOCHS {
-        model.train();
         order.shuffle(&mut rng);
         let (mut loss_sum, mut seen) = (0.0, 0);
         for batch in order.chunks(BATCH) {
@@ -72,16 +71,16 @@ fn train(name: &str, p: f64, train: &Split<f32>, test: &Split<f32>) -> Result<Ve
             let labels: Vec<usize> = batch.iter().map(|&i| train.labels[i]).collect();
             let tape = Tape::new();
             let xb = tape.constant(tapegrad::Tensor::from_vec(rows_data, &[batch.len(), 64])?);
-            let loss = CrossEntropyLoss.forward(model.forward(xb, &mut rng)?, &labels)?;
+            let logits = model.forward(&mut Context::train(&mut rng), xb)?;
+            let loss = CrossEntropyLoss::default().forward(logits, &labels)?;
             loss_sum += f64::from(loss.value().item()?) * batch.len() as f64;
             seen += batch.len();
             let grads = loss.backward()?;
             drop(tape);
-            adam.step(model.params_mut(), &grads)?;
+            adam.step(&grads)?;
         }
-        model.eval();
-        let (_, train_acc) = evaluate(&model, train, &mut rng)?;
-        let (test_loss, test_acc) = evaluate(&model, test, &mut rng)?;
+        let (_, train_acc) = evaluate(&model, train)?;
+        let (test_loss, test_acc) = evaluate(&model, test)?;
         let row = Row {
             epoch,
             train_loss: loss_sum / seen as f64,

@@ -7,29 +7,33 @@
 use rand::SeedableRng;
 use rand_pcg::Pcg64;
 use tapegrad::lesson::{LessonConfig, accuracy};
-use tapegrad::nn::{CrossEntropyLoss, Dropout, Linear, Module, ReLU, Sequential, save_safetensors};
-use tapegrad::optim::{Sgd, SgdConfig};
+use tapegrad::nn::{
+    Context, CrossEntropyLoss, Dropout, Forward, Linear, Module, ReLU, Sequential, save_safetensors,
+};
+use tapegrad::optim::{Optimizer, Sgd, SgdConfig};
 use tapegrad::{Tape, Tensor};
 
 fn main() -> tapegrad::Result<()> {
     let config = LessonConfig::default();
     let (data, _) = config.generate::<f32>()?;
     let mut rng = Pcg64::seed_from_u64(config.seed);
-    let mut model = Sequential::new()
+    let model = Sequential::new()
         .push(Linear::new(config.d, config.h, &mut rng)?)
         .push(ReLU)
         .push(Dropout::new(0.5)?)
         .push(Linear::new(config.h, config.k, &mut rng)?);
-    let mut sgd = Sgd::new(SgdConfig {
-        lr: 0.5,
-        ..Default::default()
-    })?;
-    let loss_fn = CrossEntropyLoss;
+    let mut sgd = Sgd::new(
+        model.named_params(),
+        SgdConfig {
+            lr: 0.5,
+            ..Default::default()
+        },
+    )?;
+    let loss_fn = CrossEntropyLoss::default();
 
-    model.train();
     for epoch in 1..=200 {
         let tape = Tape::new();
-        let logits = model.forward(tape.constant(data.x.clone()), &mut rng)?;
+        let logits = model.forward(&mut Context::train(&mut rng), tape.constant(data.x.clone()))?;
         let loss = loss_fn.forward(logits, &data.labels)?;
         let grads = loss.backward()?;
         let (loss_value, acc) = (
@@ -37,27 +41,24 @@ fn main() -> tapegrad::Result<()> {
             accuracy(&logits.value(), &data.labels),
         );
         drop(tape); // the tape shared the parameters' data; dropping it lets SGD update in place
-        sgd.step(model.params_mut(), &grads)?;
+        sgd.step(&grads)?;
         if epoch % 50 == 0 {
             println!("[nn.Dropout]    epoch {epoch:>3} | loss {loss_value:.4} | acc {acc:.3}");
         }
     }
 
-    model.eval();
+    // Eval mode: dropout off, and no generator needed.
     let tape = Tape::no_grad();
-    let logits: Tensor<f32> = (*model
-        .forward(tape.constant(data.x.clone()), &mut rng)?
-        .value())
-    .clone();
+    let logits = model.forward(&mut Context::eval(), tape.constant(data.x.clone()))?;
     println!(
         "[eval] accuracy (dropout off): {:.3}",
-        accuracy(&logits, &data.labels)
+        accuracy(&logits.value(), &data.labels)
     );
     if let Some(path) = std::env::args().skip_while(|a| a != "--save").nth(1) {
         save_safetensors(&model, &path)?;
         // A fixed input both engines can build, to compare the loaded model's output.
         let ones = tape.constant(Tensor::ones(&[1, config.d])?);
-        let out = model.forward(ones, &mut rng)?.value();
+        let out = model.forward(&mut Context::eval(), ones)?.value();
         let shown: Vec<String> = out.data().iter().map(|v| format!("{v:.5}")).collect();
         println!(
             "saved to {path}; logits for an input of ones: [{}]",

@@ -180,6 +180,11 @@ impl<T: Float> Tape<T> {
         self.push_leaf(Arc::new(value), NodeKind::Constant, false)
     }
 
+    /// Records a shared value that needs no gradient (a buffer's snapshot), without copying it.
+    pub(crate) fn constant_shared(&self, value: Arc<Tensor<T>>) -> Var<'_, T> {
+        self.push_leaf(value, NodeKind::Constant, false)
+    }
+
     /// Records a value that requires a gradient (on a [`Tape::no_grad`] tape, it requires none).
     pub fn leaf(&self, value: Tensor<T>) -> Var<'_, T> {
         self.push_leaf(Arc::new(value), NodeKind::Leaf, self.grad_enabled)
@@ -188,7 +193,7 @@ impl<T: Float> Tape<T> {
     /// Records a parameter as a leaf that requires a gradient, sharing its data (no copy).
     ///
     /// Recording the same parameter twice returns the same node, so its gradients accumulate. If
-    /// the parameter's value was changed in between (an update through [`Param::value_mut`]), the
+    /// the parameter's value was changed in between (through [`Param::update`] or [`Param::set`]), the
     /// new value is recorded as a new node — the tape never silently reuses a stale value — and
     /// the parameter's gradient is the sum over both uses.
     pub fn param(&self, param: &Param<T>) -> Var<'_, T> {

@@ -5,8 +5,8 @@
 
 use rand::SeedableRng;
 use rand_pcg::Pcg64;
-use tapegrad::nn::{CrossEntropyLoss, Dropout, Linear, Module, ReLU, Sequential};
-use tapegrad::optim::{Sgd, SgdConfig};
+use tapegrad::nn::{Context, CrossEntropyLoss, Dropout, Forward, Linear, Module, ReLU, Sequential};
+use tapegrad::optim::{Optimizer, Sgd, SgdConfig};
 use tapegrad::{Tape, Tensor};
 
 const STEPS: usize = 200;
@@ -17,30 +17,33 @@ fn train(threads: usize) -> (Vec<u32>, Vec<Vec<u32>>) {
     let mut rng = Pcg64::seed_from_u64(0);
     let x = Tensor::<f32>::normal(&[256, 64], 0.0, 1.0, &mut rng).unwrap();
     let labels: Vec<usize> = (0..256).map(|i| (i * 7) % 10).collect();
-    let mut model = Sequential::new()
+    let model = Sequential::new()
         .push(Linear::new(64, 1024, &mut rng).unwrap())
         .push(ReLU)
         .push(Dropout::new(0.5).unwrap())
         .push(Linear::new(1024, 10, &mut rng).unwrap());
-    let mut sgd = Sgd::new(SgdConfig {
-        lr: 0.05,
-        momentum: 0.9,
-        ..Default::default()
-    })
+    let mut sgd = Sgd::new(
+        model.named_params(),
+        SgdConfig {
+            lr: 0.05,
+            momentum: 0.9,
+            ..Default::default()
+        },
+    )
     .unwrap();
     let mut losses = Vec::with_capacity(STEPS);
     for _ in 0..STEPS {
         let tape = Tape::new();
-        let loss = CrossEntropyLoss
-            .forward(
-                model.forward(tape.constant(x.clone()), &mut rng).unwrap(),
-                &labels,
-            )
+        let logits = model
+            .forward(&mut Context::train(&mut rng), tape.constant(x.clone()))
+            .unwrap();
+        let loss = CrossEntropyLoss::default()
+            .forward(logits, &labels)
             .unwrap();
         losses.push(loss.value().item().unwrap().to_bits());
         let grads = loss.backward().unwrap();
         drop(tape);
-        sgd.step(model.params_mut(), &grads).unwrap();
+        sgd.step(&grads).unwrap();
     }
     let params = model
         .named_params()

@@ -235,18 +235,18 @@ fn matmul_and_losses_over_sizes() {
         let l = labels.clone();
         check(
             vec![randn(&[n, c], 6)],
-            move |v, _| CrossEntropyLoss.forward(v[0], &l),
+            move |v, _| CrossEntropyLoss::default().forward(v[0], &l),
             "CrossEntropyLoss",
         );
         let l = labels.clone();
         check(
             vec![randn(&[n, c], 7)],
-            move |v, _| NLLLoss.forward(v[0].log_softmax()?, &l),
+            move |v, _| NLLLoss::default().forward(v[0].log_softmax()?, &l),
             "NLLLoss",
         );
         check(
             vec![randn(&[n, c], 8), randn(&[n, c], 9)],
-            |v, _| MSELoss.forward(v[0], v[1]),
+            |v, _| MSELoss::default().forward(v[0], v[1]),
             "MSELoss",
         );
     }

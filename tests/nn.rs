@@ -4,10 +4,10 @@
 use rand::SeedableRng;
 use rand_pcg::Pcg64;
 use tapegrad::nn::{
-    CrossEntropyLoss, Dropout, Linear, MSELoss, Module, NLLLoss, ReLU, Sequential,
-    load_safetensors_bytes, to_safetensors_bytes,
+    Context, CrossEntropyLoss, Dropout, Forward, Linear, MSELoss, Module, NLLLoss, ReLU,
+    Sequential, load_safetensors_bytes, to_safetensors_bytes,
 };
-use tapegrad::optim::{Adam, AdamConfig, GradAccumulator, Sgd, SgdConfig};
+use tapegrad::optim::{Adam, AdamConfig, GradAccumulator, Optimizer, Sgd, SgdConfig};
 use tapegrad::{Error, Param, ParamId, Tape, Tensor};
 
 fn rng(seed: u64) -> Pcg64 {
@@ -29,7 +29,7 @@ fn linear_init_is_uniform_within_one_over_sqrt_fan_in() {
     let bound = 1.0 / 400f64.sqrt();
     let w = layer.weight.value();
     assert_eq!(w.dims(), &[300, 400]);
-    assert_eq!(layer.bias.value().dims(), &[300]);
+    assert_eq!(layer.bias.as_ref().unwrap().value().dims(), &[300]);
     assert!(w.data().iter().all(|&v| v.abs() < bound));
     // U(−b, b) has mean 0 and variance b²/3; with 120 000 draws the sample moments are tight.
     let n = w.numel() as f64;
@@ -50,11 +50,19 @@ fn linear_init_is_uniform_within_one_over_sqrt_fan_in() {
 fn linear_computes_x_wt_plus_b() {
     let w = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3]).unwrap();
     let b = Tensor::from_vec(vec![0.5, -0.5], &[2]).unwrap();
-    let layer = Linear::from_tensors(w, b);
+    let layer = Linear::from_tensors(w.clone(), Some(b)).unwrap();
     let tape = Tape::new();
     let x = tape.constant(Tensor::from_vec(vec![1.0, 0.0, -1.0], &[1, 3]).unwrap());
-    let y = layer.forward(x, &mut rng(0)).unwrap();
+    let y = layer.forward(&mut Context::eval(), x).unwrap();
     assert_eq!(y.value().data(), &[1.0 - 3.0 + 0.5, 4.0 - 6.0 - 0.5]);
+    // Without a bias, and on inputs with more leading axes (one product over all of them).
+    let plain = Linear::from_tensors(w, None).unwrap();
+    assert_eq!(plain.named_params().len(), 1);
+    let x3 =
+        tape.constant(Tensor::from_vec(vec![1.0, 0.0, -1.0, 2.0, 2.0, 2.0], &[2, 1, 3]).unwrap());
+    let y3 = plain.forward(&mut Context::eval(), x3).unwrap();
+    assert_eq!(y3.value().dims(), &[2, 1, 2]);
+    assert_eq!(y3.value().data(), &[-2.0, -2.0, 12.0, 30.0]);
 }
 
 #[test]
@@ -78,30 +86,34 @@ fn parameter_names_follow_pytorch_sequential() {
 
 #[test]
 fn eval_mode_turns_dropout_off_and_draws_nothing() {
-    let mut model = lesson_model(3);
+    let model = lesson_model(3);
     let x = Tensor::<f32>::normal(&[16, 20], 0.0, 1.0, &mut rng(4)).unwrap();
-    let run = |model: &Sequential<f32>, r: &mut Pcg64| {
+    let run = |cx: &mut Context<'_>| {
         let tape = Tape::no_grad();
-        (*model.forward(tape.constant(x.clone()), r).unwrap().value()).clone()
+        (*model.forward(cx, tape.constant(x.clone())).unwrap().value()).clone()
     };
     let mut r = rng(5);
-    let train_a = run(&model, &mut r);
-    let train_b = run(&model, &mut r);
+    let train_a = run(&mut Context::train(&mut r));
+    let train_b = run(&mut Context::train(&mut r));
     assert_ne!(train_a, train_b, "train mode: a new mask each call");
 
-    model.eval();
-    let mut r = rng(6);
-    let untouched = r.clone();
-    let eval_a = run(&model, &mut r);
-    let eval_b = run(&model, &mut r);
+    // Eval mode needs no generator at all; with one present, it draws nothing from it.
+    let eval_a = run(&mut Context::eval());
+    let eval_b = run(&mut Context::eval());
     assert_eq!(eval_a, eval_b);
-    assert_eq!(r, untouched, "eval mode draws no random numbers");
+    assert!(matches!(
+        model.forward(
+            &mut Context::train_deterministic(),
+            Tape::no_grad().constant(x.clone())
+        ),
+        Err(Error::InvalidArgument { op: "Dropout", .. })
+    ));
 
     // Eval mode equals the network without its dropout layer.
     let tape = Tape::no_grad();
     let mut h = tape.constant(x.clone());
     for (i, layer) in model.named_params().chunks(2).enumerate() {
-        let (weight, bias) = (layer[0].1.value().clone(), layer[1].1.value().clone());
+        let (weight, bias) = ((*layer[0].1.value()).clone(), (*layer[1].1.value()).clone());
         h = h
             .matmul_t(tape.constant(weight))
             .unwrap()
@@ -112,16 +124,14 @@ fn eval_mode_turns_dropout_off_and_draws_nothing() {
         }
     }
     assert_eq!(*h.value(), eval_a);
-
-    model.train();
-    assert_ne!(run(&model, &mut rng(7)), eval_a);
+    assert_ne!(run(&mut Context::train(&mut rng(7))), eval_a);
 }
 
 #[test]
 fn losses_match_their_definitions() {
     let tape = Tape::<f64>::new();
     let logits = tape.leaf(Tensor::from_vec(vec![1.0, 2.0, 0.5, -1.0], &[2, 2]).unwrap());
-    let ce = CrossEntropyLoss
+    let ce = CrossEntropyLoss::default()
         .forward(logits, &[1, 0])
         .unwrap()
         .value()
@@ -130,7 +140,7 @@ fn losses_match_their_definitions() {
     let lse = |a: f64, b: f64| (a.exp() + b.exp()).ln();
     let want = ((lse(1.0, 2.0) - 2.0) + (lse(0.5, -1.0) - 0.5)) / 2.0;
     assert!((ce - want).abs() < 1e-15);
-    let nll = NLLLoss
+    let nll = NLLLoss::default()
         .forward(logits, &[1, 0])
         .unwrap()
         .value()
@@ -138,23 +148,29 @@ fn losses_match_their_definitions() {
         .unwrap();
     assert_eq!(nll, -(2.0 + 0.5) / 2.0);
     let target = tape.constant(Tensor::from_vec(vec![0.0, 2.0, 1.5, -1.0], &[2, 2]).unwrap());
-    let mse = MSELoss.forward(logits, target).unwrap();
+    let mse = MSELoss::default().forward(logits, target).unwrap();
     assert_eq!(mse.value().item().unwrap(), (1.0 + 0.0 + 1.0 + 0.0) / 4.0);
     let g = mse.backward().unwrap();
     assert_eq!(g.wrt(logits).unwrap().data(), &[0.5, 0.0, -0.5, 0.0]); // 2(ŷ − y)/n
     let wrong = tape.constant(Tensor::zeros(&[4]).unwrap());
     assert!(matches!(
-        MSELoss.forward(logits, wrong),
+        MSELoss::default().forward(logits, wrong),
         Err(Error::ShapeMismatch { op: "mse_loss", .. })
     ));
 }
 
-/// A parameter θ and a fixed gradient per step, fed to an optimizer three times.
-fn three_steps(step: &mut dyn FnMut(&mut Param<f64>, &Tensor<f64>), grads: [f64; 3]) -> Vec<f64> {
-    let mut p = Param::new("theta", Tensor::from_vec(vec![1.0], &[1]).unwrap());
+/// A parameter θ = 1 and a fixed gradient per step, fed three times to the optimizer `make`
+/// builds for it.
+fn three_steps(
+    make: impl FnOnce(Vec<(String, Param<f64>)>) -> Box<dyn Optimizer<f64>>,
+    grads: [f64; 3],
+) -> Vec<f64> {
+    let p = Param::new("theta", Tensor::from_vec(vec![1.0], &[1]).unwrap());
+    let mut opt = make(vec![("theta".to_string(), p.share())]);
     let mut trace = vec![];
     for g in grads {
-        step(&mut p, &Tensor::from_vec(vec![g], &[1]).unwrap());
+        let g = Tensor::from_vec(vec![g], &[1]).unwrap();
+        opt.step(&Fixed(p.id(), &g)).unwrap();
         trace.push(p.value().data()[0]);
     }
     trace
@@ -177,14 +193,7 @@ fn sgd_momentum_nesterov_weight_decay_by_hand() {
         nesterov: true,
         weight_decay: 0.01,
     };
-    let mut sgd = Sgd::new(config).unwrap();
-    let trace = three_steps(
-        &mut |p, g| {
-            let src = Fixed(p.id(), g);
-            sgd.step([&mut *p], &src).unwrap()
-        },
-        [0.5, -0.2, 0.3],
-    );
+    let trace = three_steps(|p| Box::new(Sgd::new(p, config).unwrap()), [0.5, -0.2, 0.3]);
     // By hand, θ₀ = 1:
     // step 1: g = 0.5 + 0.01·1 = 0.51; b = 0.51; g' = 0.51 + 0.9·0.51 = 0.969; θ = 1 − 0.0969 = 0.9031
     // step 2: g = −0.2 + 0.009031 = −0.190969; b = 0.459 − 0.190969 = 0.268031;
@@ -199,20 +208,13 @@ fn sgd_momentum_nesterov_weight_decay_by_hand() {
 
 #[test]
 fn sgd_dampening_without_nesterov_by_hand() {
-    let mut sgd = Sgd::new(SgdConfig {
+    let config = SgdConfig {
         lr: 1.0,
         momentum: 0.5,
         dampening: 0.5,
         ..Default::default()
-    })
-    .unwrap();
-    let trace = three_steps(
-        &mut |p, g| {
-            let src = Fixed(p.id(), g);
-            sgd.step([&mut *p], &src).unwrap()
-        },
-        [1.0, 1.0, 1.0],
-    );
+    };
+    let trace = three_steps(|p| Box::new(Sgd::new(p, config).unwrap()), [1.0, 1.0, 1.0]);
     // b₁ = 1 (no dampening on the first step); b₂ = 0.5 + 0.5 = 1; b₃ = 1. θ = 1 − 1 − 1 − 1.
     assert_eq!(trace, vec![0.0, -1.0, -2.0]);
 }
@@ -220,19 +222,15 @@ fn sgd_dampening_without_nesterov_by_hand() {
 #[test]
 fn adam_and_adamw_by_hand() {
     for decoupled in [false, true] {
-        let mut adam = Adam::new(AdamConfig {
+        let config = AdamConfig {
             lr: 0.1,
             betas: (0.9, 0.999),
             eps: 1e-8,
             weight_decay: 0.1,
             decoupled,
-        })
-        .unwrap();
+        };
         let trace = three_steps(
-            &mut |p, g| {
-                let src = Fixed(p.id(), g);
-                adam.step([&mut *p], &src).unwrap()
-            },
+            |p| Box::new(Adam::new(p, config).unwrap()),
             [0.5, -0.2, 0.3],
         );
         // The same rule, written out independently in f64.
@@ -261,29 +259,48 @@ fn adam_and_adamw_by_hand() {
 
 #[test]
 fn bad_hyperparameters_are_errors() {
+    let none = || Vec::<(String, Param<f32>)>::new();
     assert!(matches!(
-        Sgd::<f32>::new(SgdConfig {
-            nesterov: true,
-            ..Default::default()
-        }),
+        Sgd::<f32>::new(
+            none(),
+            SgdConfig {
+                nesterov: true,
+                ..Default::default()
+            }
+        ),
         Err(Error::InvalidHyperparameter {
             name: "momentum",
             ..
         })
     ));
     assert!(matches!(
-        Sgd::<f32>::new(SgdConfig {
-            lr: -1.0,
-            ..Default::default()
-        }),
+        Sgd::<f32>::new(
+            none(),
+            SgdConfig {
+                lr: -1.0,
+                ..Default::default()
+            }
+        ),
         Err(Error::InvalidHyperparameter { name: "lr", .. })
     ));
     assert!(matches!(
-        Adam::<f32>::new(AdamConfig {
-            betas: (1.0, 0.999),
-            ..Default::default()
-        }),
+        Adam::<f32>::new(
+            none(),
+            AdamConfig {
+                betas: (1.0, 0.999),
+                ..Default::default()
+            }
+        ),
         Err(Error::InvalidHyperparameter { name: "beta1", .. })
+    ));
+    // Two parameters under one name could not both be saved: an error at construction.
+    let p = Param::new("w", Tensor::<f32>::zeros(&[1]).unwrap());
+    assert!(matches!(
+        Sgd::new(
+            vec![("w".to_string(), p.share()), ("w".to_string(), p.share())],
+            SgdConfig::default()
+        ),
+        Err(Error::DuplicateName { .. })
     ));
     assert!(matches!(
         Dropout::new(1.5),
@@ -309,7 +326,9 @@ fn gradients_accumulate_over_micro_batches_and_lr_can_change() {
             &[rows.len(), 3],
         )
         .unwrap();
-        let logits = layer.forward(tape.constant(xs), &mut rng(0)).unwrap();
+        let logits = layer
+            .forward(&mut Context::eval(), tape.constant(xs))
+            .unwrap();
         let loss = logits
             .cross_entropy(&labels[rows])
             .unwrap()
@@ -318,41 +337,39 @@ fn gradients_accumulate_over_micro_batches_and_lr_can_change() {
         loss.backward().unwrap()
     };
 
-    let mut full = fresh();
-    let grads = loss_of(&full, 0..8, 1.0);
-    let mut sgd = Sgd::new(SgdConfig {
+    let config = SgdConfig {
         lr: 0.3,
         ..Default::default()
-    })
-    .unwrap();
-    sgd.step(full.params_mut(), &grads).unwrap();
+    };
+    let full = fresh();
+    let grads = loss_of(&full, 0..8, 1.0);
+    Sgd::new(full.named_params(), config)
+        .unwrap()
+        .step(&grads)
+        .unwrap();
 
-    let mut micro = fresh();
+    let micro = fresh();
     let mut acc = GradAccumulator::new();
     for rows in [0..4, 4..8] {
         acc.accumulate(&loss_of(&micro, rows, 0.5)).unwrap();
     }
-    let mut sgd = Sgd::new(SgdConfig {
-        lr: 0.3,
-        ..Default::default()
-    })
-    .unwrap();
-    sgd.step(micro.params_mut(), &acc).unwrap();
+    let mut sgd = Sgd::new(micro.named_params(), config).unwrap();
+    sgd.step(&acc).unwrap();
     for ((_, a), (_, b)) in full.named_params().into_iter().zip(micro.named_params()) {
-        assert!(a.value().max_abs_diff(b.value()).unwrap() < 1e-14);
+        assert!(a.value().max_abs_diff(&b.value()).unwrap() < 1e-14);
     }
 
     // A changed learning rate applies to the next step: lr 0 leaves the parameters alone.
     sgd.set_lr(0.0).unwrap();
-    let before = micro.weight.value().clone();
-    sgd.step(micro.params_mut(), &acc).unwrap();
-    assert_eq!(micro.weight.value(), &before);
+    let before = micro.weight.value();
+    sgd.step(&acc).unwrap();
+    assert_eq!(micro.weight.value(), before);
     acc.zero_grad();
     sgd.set_lr(1.0).unwrap();
-    sgd.step(micro.params_mut(), &acc).unwrap();
+    sgd.step(&acc).unwrap();
     assert_eq!(
         micro.weight.value(),
-        &before,
+        before,
         "no gradient after zero_grad: no update"
     );
 }
@@ -361,8 +378,8 @@ fn gradients_accumulate_over_micro_batches_and_lr_can_change() {
 fn checkpoints_round_trip_and_reject_bad_files_without_changing_the_model() {
     let saved = lesson_model(10);
     let bytes = to_safetensors_bytes(&saved).unwrap();
-    let mut model = lesson_model(11);
-    load_safetensors_bytes(&mut model, &bytes).unwrap();
+    let model = lesson_model(11);
+    load_safetensors_bytes(&model, &bytes).unwrap();
     for ((n, a), (_, b)) in saved.named_params().into_iter().zip(model.named_params()) {
         assert_eq!(a.value(), b.value(), "{n}");
     }
@@ -370,25 +387,25 @@ fn checkpoints_round_trip_and_reject_bad_files_without_changing_the_model() {
     let original: Vec<Tensor<f32>> = lesson_model(12)
         .named_params()
         .into_iter()
-        .map(|(_, p)| p.value().clone())
+        .map(|(_, p)| (*p.value()).clone())
         .collect();
     let check_unchanged = |m: &Sequential<f32>| {
         for ((_, p), want) in m.named_params().into_iter().zip(&original) {
-            assert_eq!(p.value(), want);
+            assert_eq!(&*p.value(), want);
         }
     };
 
     // Missing: a model with an extra layer wants tensors the file lacks.
-    let mut bigger = lesson_model(12).push(Linear::new(5, 2, &mut rng(13)).unwrap());
+    let bigger = lesson_model(12).push(Linear::new(5, 2, &mut rng(13)).unwrap());
     assert!(matches!(
-        load_safetensors_bytes(&mut bigger, &bytes),
+        load_safetensors_bytes(&bigger, &bytes),
         Err(Error::CheckpointMissing { name }) if name == "4.weight"
     ));
 
     // Extra: the file has tensors the smaller model lacks.
-    let mut m = Sequential::<f32>::new().push(Linear::new(20, 64, &mut rng(15)).unwrap());
+    let m = Sequential::<f32>::new().push(Linear::new(20, 64, &mut rng(15)).unwrap());
     assert!(matches!(
-        load_safetensors_bytes(&mut m, &bytes),
+        load_safetensors_bytes(&m, &bytes),
         Err(Error::CheckpointUnexpected { name }) if name.starts_with("3.")
     ));
 
@@ -398,9 +415,9 @@ fn checkpoints_round_trip_and_reject_bad_files_without_changing_the_model() {
         .push(ReLU)
         .push(Dropout::new(0.5).unwrap())
         .push(Linear::new(64, 7, &mut rng(16)).unwrap());
-    let mut m = lesson_model(12);
+    let m = lesson_model(12);
     assert!(matches!(
-        load_safetensors_bytes(&mut m, &to_safetensors_bytes(&other).unwrap()),
+        load_safetensors_bytes(&m, &to_safetensors_bytes(&other).unwrap()),
         Err(Error::CheckpointShape { name, .. }) if name == "3.weight"
     ));
     check_unchanged(&m);
@@ -412,9 +429,9 @@ fn checkpoints_round_trip_and_reject_bad_files_without_changing_the_model() {
         .push(ReLU)
         .push(Dropout::new(0.5).unwrap())
         .push(Linear::new(64, 5, &mut r).unwrap());
-    let mut m = lesson_model(12);
+    let m = lesson_model(12);
     assert!(matches!(
-        load_safetensors_bytes(&mut m, &to_safetensors_bytes(&f64_model).unwrap()),
+        load_safetensors_bytes(&m, &to_safetensors_bytes(&f64_model).unwrap()),
         Err(Error::CheckpointDtype {
             expected: "float32",
             ..
@@ -423,24 +440,24 @@ fn checkpoints_round_trip_and_reject_bad_files_without_changing_the_model() {
     check_unchanged(&m);
 
     // Corrupt and truncated.
-    let mut m = lesson_model(12);
+    let m = lesson_model(12);
     for bad in [
         &bytes[..bytes.len() - 10],
         &bytes[..5],
         b"not a safetensors file at all".as_slice(),
     ] {
         assert!(matches!(
-            load_safetensors_bytes(&mut m, bad),
+            load_safetensors_bytes(&m, bad),
             Err(Error::CheckpointFormat { .. })
         ));
     }
     let mut flipped = bytes.clone();
     flipped[9] ^= 0xFF;
-    assert!(load_safetensors_bytes(&mut m, &flipped).is_err());
+    assert!(load_safetensors_bytes(&m, &flipped).is_err());
     check_unchanged(&m);
 
     // A missing file is an I/O error naming the path.
-    let err = tapegrad::nn::load_safetensors(&mut m, "/nonexistent/model.safetensors").unwrap_err();
+    let err = tapegrad::nn::load_safetensors(&m, "/nonexistent/model.safetensors").unwrap_err();
     assert!(
         matches!(&err, Error::Io { path, .. } if path.contains("nonexistent")),
         "{err}"

@@ -3,9 +3,9 @@
 //! (torch 2.15, float32, one thread). Same initial weights, same inputs, same dropout masks; every
 //! loss, gradient and parameter must match to rtol 1e-5, atol 1e-6.
 
-use tapegrad::nn::{Linear, Module, load_safetensors};
-use tapegrad::optim::{Adam, AdamConfig, GradSource, Sgd, SgdConfig};
-use tapegrad::{BitMask, Gradients, Param, Tape, Tensor};
+use tapegrad::nn::{Context, Forward, Linear, Module, Visitor, load_safetensors};
+use tapegrad::optim::{Adam, AdamConfig, GradSource, Optimizer, Sgd, SgdConfig};
+use tapegrad::{BitMask, Param, Tape, Tensor};
 
 const STEPS: usize = 20;
 const NAMES: [&str; 4] = ["0.weight", "0.bias", "3.weight", "3.bias"];
@@ -47,49 +47,45 @@ fn compare(what: &str, ours: &Tensor<f32>, theirs: &Tensor<f32>, worst: &mut (f6
     }
 }
 
+/// The lesson's two layers, written out so the test can apply the recorded dropout mask between
+/// them.
 struct Lesson {
     first: Linear<f32>,
     second: Linear<f32>,
 }
 
-impl Lesson {
-    fn params_mut(&mut self) -> Vec<&mut Param<f32>> {
-        let mut ps = self.first.params_mut();
-        ps.extend(self.second.params_mut());
-        ps
-    }
-    fn params(&self) -> [&Param<f32>; 4] {
-        [
-            &self.first.weight,
-            &self.first.bias,
-            &self.second.weight,
-            &self.second.bias,
-        ]
+impl Module<f32> for Lesson {
+    fn visit(&self, v: &mut Visitor<'_, f32>) {
+        v.module("0", &self.first);
+        v.module("3", &self.second);
     }
 }
 
-fn replay(file: &str, mut step: impl FnMut(&mut Lesson, &Gradients<f32>)) -> (f64, f64) {
+fn replay(
+    file: &str,
+    make: impl FnOnce(Vec<(String, Param<f32>)>) -> Box<dyn Optimizer<f32>>,
+) -> (f64, f64) {
     let golden = Golden::open(file);
     let init = |n: &str| golden.f32(&format!("init.{n}"));
-    let mut model = Lesson {
-        first: Linear::from_tensors(init("0.weight"), init("0.bias")),
-        second: Linear::from_tensors(init("3.weight"), init("3.bias")),
+    let model = Lesson {
+        first: Linear::from_tensors(init("0.weight"), Some(init("0.bias"))).unwrap(),
+        second: Linear::from_tensors(init("3.weight"), Some(init("3.bias"))).unwrap(),
     };
+    let mut optimizer = make(model.named_params());
     let (x, labels) = (golden.f32("x"), golden.labels());
     let mut worst = (0.0f64, 0.0f64);
-    let mut rng = <rand_pcg::Pcg64 as rand::SeedableRng>::seed_from_u64(0);
     for s in 0..STEPS {
         let tape = Tape::new();
         let hidden = model
             .first
-            .forward(tape.constant(x.clone()), &mut rng)
+            .forward(&mut Context::eval(), tape.constant(x.clone()))
             .unwrap()
             .relu()
             .unwrap();
         let dropped = hidden.dropout_with_mask(&golden.mask(s), 0.5).unwrap();
         let loss = model
             .second
-            .forward(dropped, &mut rng)
+            .forward(&mut Context::eval(), dropped)
             .unwrap()
             .cross_entropy(&labels)
             .unwrap();
@@ -105,18 +101,18 @@ fn replay(file: &str, mut step: impl FnMut(&mut Lesson, &Gradients<f32>)) -> (f6
             let theirs = golden.f32(&format!("grad.{s}.{name}"));
             compare(
                 &format!("{file} grad {s} {name}"),
-                grads.grad(p).unwrap(),
+                grads.grad(&p).unwrap(),
                 &theirs,
                 &mut worst,
             );
         }
         drop(tape);
-        step(&mut model, &grads);
+        optimizer.step(&grads).unwrap();
         for (name, p) in NAMES.iter().zip(model.params()) {
             let theirs = golden.f32(&format!("param.{s}.{name}"));
             compare(
                 &format!("{file} param {s} {name}"),
-                p.value(),
+                &p.value(),
                 &theirs,
                 &mut worst,
             );
@@ -127,16 +123,15 @@ fn replay(file: &str, mut step: impl FnMut(&mut Lesson, &Gradients<f32>)) -> (f6
 
 #[test]
 fn sgd_with_nesterov_momentum_and_weight_decay_matches_pytorch() {
-    let mut sgd = Sgd::new(SgdConfig {
+    let config = SgdConfig {
         lr: 0.1,
         momentum: 0.9,
         nesterov: true,
         weight_decay: 1e-3,
         ..Default::default()
-    })
-    .unwrap();
-    let worst = replay("lesson_sgd_nesterov.safetensors", |m, g| {
-        sgd.step(m.params_mut(), g).unwrap()
+    };
+    let worst = replay("lesson_sgd_nesterov.safetensors", |p| {
+        Box::new(Sgd::new(p, config).unwrap())
     });
     eprintln!(
         "SGD+Nesterov vs PyTorch: max abs diff {:.3e}, worst entry used {:.0}% of its tolerance",
@@ -147,13 +142,12 @@ fn sgd_with_nesterov_momentum_and_weight_decay_matches_pytorch() {
 
 #[test]
 fn adamw_matches_pytorch() {
-    let mut adamw = Adam::new(AdamConfig {
+    let config = AdamConfig {
         lr: 1e-2,
         ..AdamConfig::adamw()
-    })
-    .unwrap();
-    let worst = replay("lesson_adamw.safetensors", |m, g| {
-        adamw.step(m.params_mut(), g).unwrap()
+    };
+    let worst = replay("lesson_adamw.safetensors", |p| {
+        Box::new(Adam::new(p, config).unwrap())
     });
     eprintln!(
         "AdamW vs PyTorch: max abs diff {:.3e}, worst entry used {:.0}% of its tolerance",
@@ -165,13 +159,13 @@ fn adamw_matches_pytorch() {
 #[test]
 fn a_pytorch_state_dict_loads_by_name() {
     let mut rng = <rand_pcg::Pcg64 as rand::SeedableRng>::seed_from_u64(0);
-    let mut model = tapegrad::nn::Sequential::new()
+    let model = tapegrad::nn::Sequential::new()
         .push(Linear::<f32>::new(20, 64, &mut rng).unwrap())
         .push(tapegrad::nn::ReLU)
         .push(tapegrad::nn::Dropout::new(0.5).unwrap())
         .push(Linear::<f32>::new(64, 5, &mut rng).unwrap());
     load_safetensors(
-        &mut model,
+        &model,
         format!(
             "{}/tests/golden/lesson_state_dict.safetensors",
             env!("CARGO_MANIFEST_DIR")
@@ -180,6 +174,6 @@ fn a_pytorch_state_dict_loads_by_name() {
     .unwrap();
     let golden = Golden::open("lesson_sgd_nesterov.safetensors");
     for (name, p) in model.named_params() {
-        assert_eq!(p.value(), &golden.f32(&format!("init.{name}")), "{name}");
+        assert_eq!(*p.value(), golden.f32(&format!("init.{name}")), "{name}");
     }
 }

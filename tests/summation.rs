@@ -156,14 +156,14 @@ fn mse_over_ten_million_elements() {
     let p = Tensor::<f32>::normal(&[n], 0.0, 1.0, &mut rng).unwrap();
     let t = Tensor::<f32>::normal(&[n], 0.0, 1.0, &mut rng).unwrap();
     let tape = Tape::new();
-    let ours = MSELoss
+    let ours = MSELoss::default()
         .forward(tape.constant(p.clone()), tape.constant(t.clone()))
         .unwrap()
         .value()
         .item()
         .unwrap();
     let wide = Tape::new();
-    let exact = MSELoss
+    let exact = MSELoss::default()
         .forward(
             wide.constant(p.cast().unwrap()),
             wide.constant(t.cast().unwrap()),

@@ -193,11 +193,11 @@ fn anomaly_mode_also_watches_the_recorded_backward() {
 
 #[test]
 fn a_parameter_changed_between_two_recordings_is_not_stale() {
-    let mut w = Param::new("w", Tensor::from_vec(vec![2.0f64], &[1]).unwrap());
+    let w = Param::new("w", Tensor::from_vec(vec![2.0f64], &[1]).unwrap());
     let tape = Tape::new();
     let first = tape.param(&w);
     assert_eq!(tape.param(&w).id(), first.id(), "unchanged: the same node");
-    w.value_mut().data_mut()[0] = 5.0;
+    w.update(|t| t.data_mut()[0] = 5.0);
     let second = tape.param(&w);
     assert_ne!(second.id(), first.id());
     assert_eq!(

@@ -4,9 +4,14 @@ use rand::SeedableRng;
 use rand_pcg::Pcg64;
 use tapegrad::datasets::Digits;
 use tapegrad::lesson::{LessonConfig, LessonData, manual_step, tape_step};
-use tapegrad::nn::{Linear, MSELoss, Module};
-use tapegrad::optim::{Adam, AdamConfig, Sgd, SgdConfig};
+use tapegrad::nn::{Context, Forward, Linear, MSELoss, Module};
+use tapegrad::optim::{Adam, AdamConfig, Optimizer, Sgd, SgdConfig};
 use tapegrad::{Error, GradcheckOptions, Tape, Tensor, gradcheck, gradgradcheck};
+
+/// An empty parameter list: enough to construct an optimizer and check its settings.
+fn none() -> Vec<(String, tapegrad::Param<f32>)> {
+    Vec::new()
+}
 
 fn invalid<T: std::fmt::Debug>(r: tapegrad::Result<T>, name: &str) -> bool {
     matches!(r, Err(Error::InvalidHyperparameter { name: n, .. }) if n == name)
@@ -16,21 +21,27 @@ fn invalid<T: std::fmt::Debug>(r: tapegrad::Result<T>, name: &str) -> bool {
 fn optimizer_settings_are_checked_at_construction() {
     for lr in [f64::NAN, -0.1, f64::INFINITY] {
         assert!(invalid(
-            Sgd::<f32>::new(SgdConfig {
-                lr,
-                ..Default::default()
-            }),
+            Sgd::<f32>::new(
+                none(),
+                SgdConfig {
+                    lr,
+                    ..Default::default()
+                }
+            ),
             "lr"
         ));
         assert!(invalid(
-            Adam::<f32>::new(AdamConfig {
-                lr,
-                ..Default::default()
-            }),
+            Adam::<f32>::new(
+                none(),
+                AdamConfig {
+                    lr,
+                    ..Default::default()
+                }
+            ),
             "lr"
         ));
     }
-    let sgd = |c: SgdConfig| Sgd::<f32>::new(c);
+    let sgd = |c: SgdConfig| Sgd::<f32>::new(none(), c);
     assert!(invalid(
         sgd(SgdConfig {
             dampening: f64::NAN,
@@ -59,7 +70,7 @@ fn optimizer_settings_are_checked_at_construction() {
         }),
         "weight_decay"
     ));
-    let adam = |c: AdamConfig| Adam::<f32>::new(c);
+    let adam = |c: AdamConfig| Adam::<f32>::new(none(), c);
     assert!(invalid(
         adam(AdamConfig {
             eps: f64::INFINITY,
@@ -99,12 +110,15 @@ fn optimizer_settings_are_checked_at_construction() {
 
 #[test]
 fn set_lr_is_checked_like_the_constructor_and_keeps_the_old_rate() {
-    let mut sgd = Sgd::<f32>::new(SgdConfig {
-        lr: 0.1,
-        ..Default::default()
-    })
+    let mut sgd = Sgd::<f32>::new(
+        none(),
+        SgdConfig {
+            lr: 0.1,
+            ..Default::default()
+        },
+    )
     .unwrap();
-    let mut adam = Adam::<f32>::new(AdamConfig::default()).unwrap();
+    let mut adam = Adam::<f32>::new(none(), AdamConfig::default()).unwrap();
     for lr in [f64::NAN, -1.0, f64::INFINITY, f64::NEG_INFINITY] {
         assert!(invalid(sgd.set_lr(lr), "lr"));
         assert!(invalid(adam.set_lr(lr), "lr"));
@@ -132,35 +146,30 @@ fn a_parameter_resized_after_the_optimizer_saw_it_is_a_state_error() {
     let mut rng = Pcg64::seed_from_u64(0);
     let grads_of = |model: &Linear<f32>| {
         let tape = Tape::new();
-        let x = tape.constant(Tensor::ones(&[2, model.weight.value().dims()[1]]).unwrap());
+        let x = tape.constant(Tensor::ones(&[2, model.weight.shape().dims()[1]]).unwrap());
         let loss = model
-            .forward(x, &mut Pcg64::seed_from_u64(1))
+            .forward(&mut Context::eval(), x)
             .unwrap()
             .sum()
             .unwrap();
         loss.backward().unwrap()
     };
-    let mut sgd = Sgd::new(SgdConfig {
-        lr: 0.1,
-        momentum: 0.9,
-        ..Default::default()
-    })
-    .unwrap();
-    let mut adam = Adam::new(AdamConfig::default()).unwrap();
     for which in 0..2 {
-        let mut model = Linear::<f32>::new(3, 2, &mut rng).unwrap();
-        let mut step = |m: &mut Linear<f32>| {
-            let grads = grads_of(m);
-            if which == 0 {
-                sgd.step(m.params_mut(), &grads)
-            } else {
-                adam.step(m.params_mut(), &grads)
-            }
+        let model = Linear::<f32>::new(3, 2, &mut rng).unwrap();
+        let mut opt: Box<dyn Optimizer<f32>> = if which == 0 {
+            let config = SgdConfig {
+                lr: 0.1,
+                momentum: 0.9,
+                ..Default::default()
+            };
+            Box::new(Sgd::new(model.named_params(), config).unwrap())
+        } else {
+            Box::new(Adam::new(model.named_params(), AdamConfig::default()).unwrap())
         };
-        step(&mut model).unwrap();
+        opt.step(&grads_of(&model)).unwrap();
         // The same parameters, now of another shape.
-        *model.weight.value_mut() = Tensor::ones(&[2, 5]).unwrap();
-        let err = step(&mut model).unwrap_err();
+        model.weight.set(Tensor::ones(&[2, 5]).unwrap());
+        let err = opt.step(&grads_of(&model)).unwrap_err();
         assert!(
             matches!(&err, Error::StateShape { name, state, param, .. }
                 if name == "weight" && state == &[2, 3] && param == &[2, 5]),
@@ -403,7 +412,7 @@ fn mse_of_an_empty_batch_is_an_error_not_nan() {
     let p = tape.leaf(Tensor::zeros(&[0, 3]).unwrap());
     let t = tape.constant(Tensor::zeros(&[0, 3]).unwrap());
     assert!(matches!(
-        MSELoss.forward(p, t),
+        MSELoss::default().forward(p, t),
         Err(Error::EmptyBatch { .. })
     ));
 }

@@ -1,8 +1,10 @@
-//! The layers: `Linear`, `ReLU`, `Dropout`, and `Sequential` to chain them.
+//! The basic layers: `Linear`, `ReLU`, `Dropout`, and `Sequential` to chain layers.
+
+use std::ops::Index;
 
 use rand::Rng;
 
-use super::Module;
+use super::module::{Context, Forward, Layer, Module, Visitor, nested};
 use crate::element::Float;
 use crate::error::{Error, Result};
 use crate::ops::dropout::check_probability;
@@ -14,18 +16,28 @@ use crate::tensor::Tensor;
 ///
 /// Initialised like PyTorch: every weight and bias ~ U(−1/√in, 1/√in), from the caller's generator.
 ///
-/// PyTorch equivalent: `nn.Linear(in, out)`.
-#[derive(Debug)]
+/// PyTorch equivalent: `nn.Linear(in, out, bias=True)`.
+#[derive(Debug, Clone)]
 pub struct Linear<T: Float> {
-    /// The weight, [out, in].
+    /// The weight, `[out, in]`.
     pub weight: Param<T>,
-    /// The bias, `[out]`.
-    pub bias: Param<T>,
+    /// The bias, `[out]`, if the layer has one.
+    pub bias: Option<Param<T>>,
 }
 
 impl<T: Float> Linear<T> {
-    /// A layer from `inputs` to `outputs` features with PyTorch's default initialisation.
+    /// A layer from `inputs` to `outputs` features, with a bias, initialised as PyTorch does.
     pub fn new<R: Rng + ?Sized>(inputs: usize, outputs: usize, rng: &mut R) -> Result<Self> {
+        Self::with_bias(inputs, outputs, true, rng)
+    }
+
+    /// A layer with or without a bias (PyTorch's `bias=False`).
+    pub fn with_bias<R: Rng + ?Sized>(
+        inputs: usize,
+        outputs: usize,
+        bias: bool,
+        rng: &mut R,
+    ) -> Result<Self> {
         if inputs == 0 {
             return Err(Error::InvalidHyperparameter {
                 op: "Linear",
@@ -36,38 +48,74 @@ impl<T: Float> Linear<T> {
         }
         let bound = T::from_f64(1.0 / (inputs as f64).sqrt());
         let weight = Tensor::uniform(&[outputs, inputs], -bound, bound, rng)?;
-        let bias = Tensor::uniform(&[outputs], -bound, bound, rng)?;
-        Ok(Self::from_tensors(weight, bias))
+        let bias = if bias {
+            Some(Tensor::uniform(&[outputs], -bound, bound, rng)?)
+        } else {
+            None
+        };
+        Self::from_tensors(weight, bias)
     }
 
-    /// A layer with the given weight (`[out, in]`) and bias (`[out]`).
-    pub fn from_tensors(weight: Tensor<T>, bias: Tensor<T>) -> Self {
-        Linear {
-            weight: Param::new("weight", weight),
-            bias: Param::new("bias", bias),
+    /// A layer with the given weight (`[out, in]`) and bias (`[out]`, or none).
+    pub fn from_tensors(weight: Tensor<T>, bias: Option<Tensor<T>>) -> Result<Self> {
+        let [out, _] = weight.dims() else {
+            return Err(Error::BadRank {
+                op: "Linear",
+                expected: "a weight of shape [out, in]",
+                shape: weight.shape().clone(),
+            });
+        };
+        if let Some(b) = &bias
+            && b.dims() != [*out]
+        {
+            return Err(Error::ShapeMismatch {
+                op: "Linear",
+                lhs: weight.shape().clone(),
+                rhs: b.shape().clone(),
+            });
         }
+        Ok(Linear {
+            weight: Param::new("weight", weight),
+            bias: bias.map(|b| Param::new("bias", b)),
+        })
     }
 }
 
 impl<T: Float> Module<T> for Linear<T> {
-    fn forward<'t>(&self, x: Var<'t, T>, _rng: &mut dyn Rng) -> Result<Var<'t, T>> {
+    fn visit(&self, v: &mut Visitor<'_, T>) {
+        v.param("weight", &self.weight);
+        v.param_opt("bias", self.bias.as_ref());
+    }
+}
+
+impl<T: Float> Forward<T> for Linear<T> {
+    /// x `[…, in]` → `[…, out]`: one matrix product over all leading axes, reading the weight
+    /// transposed in place.
+    fn forward<'t>(&self, _cx: &mut Context<'_>, x: Var<'t, T>) -> Result<Var<'t, T>> {
         let tape = x.tape();
-        x.matmul_t(tape.param(&self.weight))?
-            .add(tape.param(&self.bias))
-    }
-
-    fn visit_params<'a>(&'a self, prefix: &str, visit: &mut dyn FnMut(String, &'a Param<T>)) {
-        visit(format!("{prefix}weight"), &self.weight);
-        visit(format!("{prefix}bias"), &self.bias);
-    }
-
-    fn visit_params_mut<'a>(
-        &'a mut self,
-        prefix: &str,
-        visit: &mut dyn FnMut(String, &'a mut Param<T>),
-    ) {
-        visit(format!("{prefix}weight"), &mut self.weight);
-        visit(format!("{prefix}bias"), &mut self.bias);
+        let w = tape.param(&self.weight);
+        let shape = x.shape();
+        let y = match shape.rank() {
+            2 => x.matmul_t(w)?,
+            0 => {
+                return Err(Error::BadRank {
+                    op: "Linear",
+                    expected: "an input with a feature axis",
+                    shape,
+                });
+            }
+            rank => {
+                let features = shape.dims()[rank - 1];
+                let rows = x.reshape_infer(&[None, Some(features)])?.matmul_t(w)?;
+                let mut dims = shape.dims().to_vec();
+                dims[rank - 1] = w.shape().dims()[0];
+                rows.reshape(&dims)?
+            }
+        };
+        match &self.bias {
+            Some(b) => y.add(tape.param(b)),
+            None => Ok(y),
+        }
     }
 }
 
@@ -76,76 +124,78 @@ impl<T: Float> Module<T> for Linear<T> {
 pub struct ReLU;
 
 impl<T: Float> Module<T> for ReLU {
-    fn forward<'t>(&self, x: Var<'t, T>, _rng: &mut dyn Rng) -> Result<Var<'t, T>> {
-        x.relu()
-    }
-
-    fn visit_params<'a>(&'a self, _: &str, _: &mut dyn FnMut(String, &'a Param<T>)) {}
-
-    fn visit_params_mut<'a>(&'a mut self, _: &str, _: &mut dyn FnMut(String, &'a mut Param<T>)) {}
+    fn visit(&self, _: &mut Visitor<'_, T>) {}
 }
 
-/// Dropout with probability p in training mode, the identity in eval mode.
+impl<T: Float> Forward<T> for ReLU {
+    fn forward<'t>(&self, _cx: &mut Context<'_>, x: Var<'t, T>) -> Result<Var<'t, T>> {
+        x.relu()
+    }
+}
+
+/// Dropout with probability p in training mode, the identity in eval mode (the mode comes from
+/// the [`Context`]).
 ///
 /// PyTorch equivalent: `nn.Dropout(p)`.
 #[derive(Debug, Clone, Copy)]
 pub struct Dropout {
     p: f64,
-    training: bool,
 }
 
 impl Dropout {
-    /// A dropout layer in training mode; fails unless 0 ≤ p ≤ 1.
+    /// A dropout layer; fails unless 0 ≤ p ≤ 1.
     pub fn new(p: f64) -> Result<Self> {
         check_probability("Dropout", p)?;
-        Ok(Dropout { p, training: true })
+        Ok(Dropout { p })
     }
 
     /// The drop probability.
     pub fn p(&self) -> f64 {
         self.p
     }
-
-    /// Whether it is in training mode.
-    pub fn is_training(&self) -> bool {
-        self.training
-    }
-
-    /// Training mode (dropout active). The same as [`Module::train`], callable without naming the
-    /// element type (`Dropout` is a module for every one).
-    pub fn train(&mut self) {
-        self.training = true;
-    }
-
-    /// Eval mode: the identity, no random numbers drawn. The same as [`Module::eval`].
-    pub fn eval(&mut self) {
-        self.training = false;
-    }
 }
 
 impl<T: Float> Module<T> for Dropout {
-    fn forward<'t>(&self, x: Var<'t, T>, rng: &mut dyn Rng) -> Result<Var<'t, T>> {
-        if self.training {
-            x.dropout(self.p, rng)
+    fn visit(&self, _: &mut Visitor<'_, T>) {}
+}
+
+impl<T: Float> Forward<T> for Dropout {
+    fn forward<'t>(&self, cx: &mut Context<'_>, x: Var<'t, T>) -> Result<Var<'t, T>> {
+        if cx.is_training() && self.p > 0.0 {
+            x.dropout(self.p, cx.rng("Dropout")?)
         } else {
             Ok(x)
         }
     }
-
-    fn visit_params<'a>(&'a self, _: &str, _: &mut dyn FnMut(String, &'a Param<T>)) {}
-
-    fn visit_params_mut<'a>(&'a mut self, _: &str, _: &mut dyn FnMut(String, &'a mut Param<T>)) {}
-
-    fn set_training(&mut self, training: bool) {
-        self.training = training;
-    }
 }
 
-/// Modules applied one after another; parameters are named `{index}.{name}` as in PyTorch.
+/// Layers applied one after another; parameters are named `{index}.{name}` as in PyTorch.
+/// Indexable (`seq[1]`), and a layer can be had back by its type (`seq.get::<Linear<f32>>(0)`).
 ///
 /// PyTorch equivalent: `nn.Sequential(...)`.
+///
+/// ```
+/// use rand::SeedableRng;
+/// use tapegrad::nn::{Context, Dropout, Forward, Linear, Module, ReLU, Sequential};
+/// use tapegrad::{Tape, Tensor};
+///
+/// let mut rng = rand_pcg::Pcg64::seed_from_u64(0);
+/// let model = Sequential::new()
+///     .push(Linear::<f32>::new(20, 64, &mut rng)?)
+///     .push(ReLU)
+///     .push(Dropout::new(0.5)?)
+///     .push(Linear::new(64, 5, &mut rng)?);
+/// assert_eq!(model.len(), 4);
+/// let first: &Linear<f32> = model.get(0).expect("a Linear at 0");
+/// assert_eq!(first.weight.shape().dims(), &[64, 20]);
+/// let tape = Tape::new();
+/// let x = tape.constant(Tensor::ones(&[3, 20])?);
+/// let y = model.forward(&mut Context::eval(), x)?; // dropout off, nothing drawn
+/// assert_eq!(y.shape().dims(), &[3, 5]);
+/// # Ok::<(), tapegrad::Error>(())
+/// ```
 pub struct Sequential<T: Float> {
-    layers: Vec<Box<dyn Module<T>>>,
+    layers: Vec<Box<dyn Layer<T>>>,
 }
 
 impl<T: Float> Default for Sequential<T> {
@@ -161,7 +211,7 @@ impl<T: Float> Sequential<T> {
     }
 
     /// Appends a layer.
-    pub fn push(mut self, layer: impl Module<T> + 'static) -> Self {
+    pub fn push(mut self, layer: impl Layer<T> + 'static) -> Self {
         self.layers.push(Box::new(layer));
         self
     }
@@ -175,6 +225,42 @@ impl<T: Float> Sequential<T> {
     pub fn is_empty(&self) -> bool {
         self.layers.is_empty()
     }
+
+    /// Layer `index` as its concrete type, if it is one.
+    pub fn get<L: 'static>(&self, index: usize) -> Option<&L> {
+        self.layers.get(index)?.as_any().downcast_ref()
+    }
+
+    /// The layers in order.
+    pub fn iter(&self) -> impl Iterator<Item = &dyn Layer<T>> {
+        self.layers.iter().map(|l| l.as_ref())
+    }
+}
+
+impl<T: Float> Index<usize> for Sequential<T> {
+    type Output = dyn Layer<T>;
+
+    /// Layer `index`; panics past the end, like slice indexing (`get` does not).
+    fn index(&self, index: usize) -> &Self::Output {
+        self.layers[index].as_ref()
+    }
+}
+
+impl<T: Float> Clone for Sequential<T> {
+    /// A deep copy: every layer's parameters copied.
+    fn clone(&self) -> Self {
+        Sequential {
+            layers: self.layers.iter().map(|l| l.clone_layer()).collect(),
+        }
+    }
+}
+
+impl<T: Float> Drop for Sequential<T> {
+    /// Nested `Sequential`s drop recursively; grow the stack rather than overflow it.
+    fn drop(&mut self) {
+        let layers = std::mem::take(&mut self.layers);
+        nested(|| drop(layers));
+    }
 }
 
 impl<T: Float> std::fmt::Debug for Sequential<T> {
@@ -183,55 +269,20 @@ impl<T: Float> std::fmt::Debug for Sequential<T> {
     }
 }
 
-/// Runs `f` with enough stack for one more level of nesting: a `Sequential` inside a `Sequential`
-/// inside … 30 000 deep recurses 30 000 times, so every recursive walk (forward, visiting
-/// parameters, changing mode, dropping) asks for more stack when little is left instead of
-/// overflowing it.
-fn nested<R>(f: impl FnOnce() -> R) -> R {
-    stacker::maybe_grow(64 * 1024, 1024 * 1024, f)
-}
-
-impl<T: Float> Drop for Sequential<T> {
-    fn drop(&mut self) {
-        let layers = std::mem::take(&mut self.layers);
-        nested(|| drop(layers));
+impl<T: Float> Module<T> for Sequential<T> {
+    fn visit(&self, v: &mut Visitor<'_, T>) {
+        for (i, layer) in self.layers.iter().enumerate() {
+            v.module(&i.to_string(), layer.as_ref());
+        }
     }
 }
 
-impl<T: Float> Module<T> for Sequential<T> {
-    fn forward<'t>(&self, x: Var<'t, T>, rng: &mut dyn Rng) -> Result<Var<'t, T>> {
+impl<T: Float> Forward<T> for Sequential<T> {
+    fn forward<'t>(&self, cx: &mut Context<'_>, x: Var<'t, T>) -> Result<Var<'t, T>> {
         nested(|| {
             self.layers
                 .iter()
-                .try_fold(x, |h, layer| layer.forward(h, rng))
-        })
-    }
-
-    fn visit_params<'a>(&'a self, prefix: &str, visit: &mut dyn FnMut(String, &'a Param<T>)) {
-        nested(|| {
-            for (i, layer) in self.layers.iter().enumerate() {
-                layer.visit_params(&format!("{prefix}{i}."), visit);
-            }
-        })
-    }
-
-    fn visit_params_mut<'a>(
-        &'a mut self,
-        prefix: &str,
-        visit: &mut dyn FnMut(String, &'a mut Param<T>),
-    ) {
-        nested(|| {
-            for (i, layer) in self.layers.iter_mut().enumerate() {
-                layer.visit_params_mut(&format!("{prefix}{i}."), visit);
-            }
-        })
-    }
-
-    fn set_training(&mut self, training: bool) {
-        nested(|| {
-            for layer in &mut self.layers {
-                layer.set_training(training);
-            }
+                .try_fold(x, |h, layer| layer.forward(cx, h))
         })
     }
 }

@@ -32,7 +32,7 @@ use crate::tensor::Tensor;
 
 impl<'t, T: Float> Var<'t, T> {
     /// The entries at `indices` along `axis`, in that order (repeats allowed).
-    /// ∂/∂x[…, k, …] = Σ over the positions j with indices[j] = k of g[…, j, …].
+    /// `∂/∂x[…, k, …] = Σ over the positions j with indices[j] = k of g[…, j, …]`.
     ///
     /// PyTorch equivalent: `x.index_select(axis, indices)`.
     ///
@@ -145,8 +145,8 @@ impl<'t, T: Float> Var<'t, T> {
             }))
     }
 
-    /// Along `axis`, the element each index points to: y[p] = x[p with its `axis` coordinate
-    /// replaced by index[p]]. `index` has the rank of `self`, and on every other axis a size no
+    /// Along `axis`, the element each index points to: `y[p] = x[p with its axis coordinate
+    /// replaced by index[p]]`. `index` has the rank of `self`, and on every other axis a size no
     /// larger than `self`'s; the result has `index`'s shape.
     /// ∂/∂x = g scattered back (added) to the positions read.
     ///
@@ -173,7 +173,7 @@ impl<'t, T: Float> Var<'t, T> {
     }
 
     /// `self` with the elements of `src` added at the positions `index` points to along `axis`:
-    /// out[p with axis coordinate index[p]] += src[p] for every position p of `index`. `index`
+    /// `out[p with axis coordinate index[p]] += src[p]` for every position p of `index`. `index`
     /// has the rank of `self`; on every axis it is no larger than `src`, and on every other axis
     /// no larger than `self`. ∂/∂self = g; ∂/∂src = g gathered at those positions (0 where `src`
     /// extends beyond `index`).

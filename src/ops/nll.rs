@@ -214,7 +214,7 @@ impl<'t, T: Float> Var<'t, T> {
     }
 
     /// Negative log-likelihood with class weights, an ignored label and a reduction.
-    /// ∂/∂Z[i, tᵢ] = −g·w[tᵢ]/Σw (mean), −g·w[tᵢ] (sum), −gᵢ·w[tᵢ] (none); 0 elsewhere.
+    /// `∂/∂Z[i, tᵢ] = −g·w[tᵢ]/Σw` (mean), `−g·w[tᵢ]` (sum), `−gᵢ·w[tᵢ]` (none); 0 elsewhere.
     ///
     /// PyTorch equivalent: `F.nll_loss(z, t, weight, ignore_index=…, reduction=…)`.
     pub fn nll_with<L: Label>(

@@ -1,17 +1,15 @@
 //! Adam and AdamW, PyTorch's `torch.optim.Adam` and `torch.optim.AdamW`.
 
-use std::collections::HashMap;
-
-use std::collections::hash_map::Entry;
-
-use super::{GradSource, check_hyper, check_lr, check_shape, check_state};
+use super::{
+    GradSource, Group, IntoGroups, Optimizer, build_groups, check_hyper, check_lr, check_shape,
+    check_state, set_group_lrs,
+};
 use crate::element::Float;
 use crate::error::Result;
-use crate::param::{Param, ParamId};
 use crate::tensor::Tensor;
 
 /// Settings of [`Adam`]. `Default` gives PyTorch's Adam defaults; [`AdamConfig::adamw`] gives AdamW's.
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug)]
 pub struct AdamConfig {
     /// Learning rate.
     pub lr: f64,
@@ -59,20 +57,22 @@ impl AdamConfig {
 #[derive(Debug)]
 pub struct Adam<T: Float> {
     config: AdamConfig,
-    state: HashMap<ParamId, Moments<T>>,
+    groups: Vec<Group<T, Moments<T>>>,
 }
 
+/// One parameter's state: the step count and both moment estimates.
 #[derive(Debug)]
-struct Moments<T: Float> {
+pub(crate) struct Moments<T: Float> {
     step: i32,
     m: Tensor<T>,
     v: Tensor<T>,
 }
 
 impl<T: Float> Adam<T> {
-    /// An optimizer with these settings; fails on the values PyTorch rejects.
-    pub fn new(config: AdamConfig) -> Result<Self> {
-        let op = if config.decoupled { "AdamW" } else { "Adam" };
+    /// An optimizer of these parameters (named, or in groups) with these settings; fails on the
+    /// values PyTorch rejects, on a NaN or infinite one, and on two parameters of one name.
+    pub fn new(params: impl IntoGroups<T>, config: AdamConfig) -> Result<Self> {
+        let op = config.name();
         check_lr(op, config.lr)?;
         check_hyper(
             op,
@@ -103,85 +103,79 @@ impl<T: Float> Adam<T> {
             config.weight_decay >= 0.0 && config.weight_decay.is_finite(),
             "must be finite and >= 0",
         )?;
-        Ok(Adam {
-            config,
-            state: HashMap::new(),
-        })
+        let groups = build_groups(op, params.into_groups(), config.lr, config.weight_decay)?;
+        Ok(Adam { config, groups })
     }
+}
 
-    /// The learning rate.
-    pub fn lr(&self) -> f64 {
-        self.config.lr
+impl AdamConfig {
+    fn name(&self) -> &'static str {
+        if self.decoupled { "AdamW" } else { "Adam" }
     }
+}
 
-    /// Changes the learning rate for the following steps; fails (and keeps the old one) unless it
-    /// is finite and ≥ 0, as the constructor does.
-    pub fn set_lr(&mut self, lr: f64) -> Result<()> {
-        check_lr(
-            if self.config.decoupled {
-                "AdamW"
-            } else {
-                "Adam"
-            },
-            lr,
-        )?;
-        self.config.lr = lr;
-        Ok(())
-    }
-
-    /// One update of every parameter that has a gradient in `grads`.
-    pub fn step<'p>(
-        &mut self,
-        params: impl IntoIterator<Item = &'p mut Param<T>>,
-        grads: &impl GradSource<T>,
-    ) -> Result<()> {
+impl<T: Float> Optimizer<T> for Adam<T> {
+    fn step(&mut self, grads: &dyn GradSource<T>) -> Result<()> {
         let c = &self.config;
-        let op = if c.decoupled { "AdamW" } else { "Adam" };
+        let op = c.name();
         let b2 = T::from_f64(c.betas.1);
         let eps = T::from_f64(c.eps);
         // 1 − β in f64, then rounded once, as PyTorch passes them to its kernels.
         let (one_minus_b1, one_minus_b2) =
             (T::from_f64(1.0 - c.betas.0), T::from_f64(1.0 - c.betas.1));
-        for param in params {
-            let Some(grad) = grads.grad(param) else {
-                continue;
-            };
-            check_shape(op, param, grad)?;
-            let state = match self.state.entry(param.id()) {
-                Entry::Occupied(e) => e.into_mut(),
-                Entry::Vacant(e) => e.insert(Moments {
-                    step: 0,
-                    m: grad.zeros_like()?,
-                    v: grad.zeros_like()?,
-                }),
-            };
-            check_state(op, param, &state.m)?;
-            state.step += 1;
-            let bias1 = 1.0 - c.betas.0.powi(state.step);
-            let bias2_sqrt = T::from_f64((1.0 - c.betas.1.powi(state.step)).sqrt());
-            let step_size = T::from_f64(c.lr / bias1);
-            let decay = T::from_f64(c.weight_decay);
-            let shrink = T::from_f64(1.0 - c.lr * c.weight_decay);
-            let theta = param.value_mut();
-            for (((p, &g), m), v) in theta
-                .data_mut()
-                .iter_mut()
-                .zip(grad.data())
-                .zip(state.m.data_mut())
-                .zip(state.v.data_mut())
-            {
-                let g = if c.decoupled {
-                    *p *= shrink;
-                    g
-                } else {
-                    g + decay * *p
+        for group in &mut self.groups {
+            let (lr, weight_decay) = (group.lr, group.weight_decay);
+            for slot in &mut group.slots {
+                let Some(grad) = grads.grad(&slot.param) else {
+                    continue;
                 };
-                // m ← m + (1 − β₁)(g − m): the same as β₁m + (1 − β₁)g, in PyTorch's lerp form.
-                *m += one_minus_b1 * (g - *m);
-                *v = b2 * *v + one_minus_b2 * g * g;
-                *p -= step_size * *m / (v.sqrt() / bias2_sqrt + eps);
+                check_shape(op, &slot.param, grad)?;
+                let state = match &mut slot.state {
+                    Some(state) => state,
+                    empty @ None => empty.insert(Moments {
+                        step: 0,
+                        m: grad.zeros_like()?,
+                        v: grad.zeros_like()?,
+                    }),
+                };
+                check_state(op, &slot.name, &slot.param, &state.m)?;
+                state.step += 1;
+                let bias1 = 1.0 - c.betas.0.powi(state.step);
+                let bias2_sqrt = T::from_f64((1.0 - c.betas.1.powi(state.step)).sqrt());
+                let step_size = T::from_f64(lr / bias1);
+                let decay = T::from_f64(weight_decay);
+                let shrink = T::from_f64(1.0 - lr * weight_decay);
+                let (m, v) = (&mut state.m, &mut state.v);
+                slot.param.update(|theta| {
+                    for (((p, &g), m), v) in theta
+                        .data_mut()
+                        .iter_mut()
+                        .zip(grad.data())
+                        .zip(m.data_mut())
+                        .zip(v.data_mut())
+                    {
+                        let g = if c.decoupled {
+                            *p *= shrink;
+                            g
+                        } else {
+                            g + decay * *p
+                        };
+                        // m ← m + (1 − β₁)(g − m): β₁m + (1 − β₁)g in PyTorch's lerp form.
+                        *m += one_minus_b1 * (g - *m);
+                        *v = b2 * *v + one_minus_b2 * g * g;
+                        *p -= step_size * *m / (v.sqrt() / bias2_sqrt + eps);
+                    }
+                });
             }
         }
         Ok(())
+    }
+
+    fn lrs(&self) -> Vec<f64> {
+        self.groups.iter().map(|g| g.lr).collect()
+    }
+
+    fn set_lrs(&mut self, lrs: &[f64]) -> Result<()> {
+        set_group_lrs(self.config.name(), &mut self.groups, lrs)
     }
 }

@@ -1,16 +1,16 @@
 //! Stochastic gradient descent, PyTorch's `torch.optim.SGD`.
 
-use std::collections::HashMap;
-
-use super::{GradSource, check_hyper, check_lr, check_shape, check_state};
+use super::{
+    GradSource, Group, IntoGroups, Optimizer, build_groups, check_hyper, check_lr, check_shape,
+    check_state, set_group_lrs,
+};
 use crate::element::Float;
 use crate::error::Result;
-use crate::param::{Param, ParamId};
 use crate::tensor::Tensor;
 
 /// Settings of [`Sgd`]; the defaults are PyTorch's: lr 1e-3 (as `torch.optim.SGD` since 2.x), no
 /// momentum, no dampening, no weight decay.
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug)]
 pub struct SgdConfig {
     /// Learning rate.
     pub lr: f64,
@@ -48,12 +48,13 @@ impl Default for SgdConfig {
 #[derive(Debug)]
 pub struct Sgd<T: Float> {
     config: SgdConfig,
-    buffers: HashMap<ParamId, Tensor<T>>,
+    groups: Vec<Group<T, Tensor<T>>>,
 }
 
 impl<T: Float> Sgd<T> {
-    /// An optimizer with these settings; fails on the values PyTorch rejects.
-    pub fn new(config: SgdConfig) -> Result<Self> {
+    /// An optimizer of these parameters (named, or in groups) with these settings; fails on the
+    /// values PyTorch rejects, on a NaN or infinite one, and on two parameters of one name.
+    pub fn new(params: impl IntoGroups<T>, config: SgdConfig) -> Result<Self> {
         let op = "SGD";
         check_lr(op, config.lr)?;
         check_hyper(
@@ -93,77 +94,73 @@ impl<T: Float> Sgd<T> {
                 "Nesterov needs dampening 0",
             )?;
         }
-        Ok(Sgd {
-            config,
-            buffers: HashMap::new(),
-        })
+        let groups = build_groups(op, params.into_groups(), config.lr, config.weight_decay)?;
+        Ok(Sgd { config, groups })
     }
+}
 
-    /// The learning rate.
-    pub fn lr(&self) -> f64 {
-        self.config.lr
-    }
-
-    /// Changes the learning rate for the following steps (a schedule); fails (and keeps the old
-    /// one) unless it is finite and ≥ 0, as the constructor does.
-    pub fn set_lr(&mut self, lr: f64) -> Result<()> {
-        check_lr("SGD", lr)?;
-        self.config.lr = lr;
-        Ok(())
-    }
-
-    /// One update of every parameter that has a gradient in `grads`.
-    pub fn step<'p>(
-        &mut self,
-        params: impl IntoIterator<Item = &'p mut Param<T>>,
-        grads: &impl GradSource<T>,
-    ) -> Result<()> {
+impl<T: Float> Optimizer<T> for Sgd<T> {
+    fn step(&mut self, grads: &dyn GradSource<T>) -> Result<()> {
         let c = &self.config;
-        let (lr, momentum) = (T::from_f64(c.lr), T::from_f64(c.momentum));
-        let (decay, damp) = (T::from_f64(c.weight_decay), T::from_f64(1.0 - c.dampening));
-        for param in params {
-            let Some(grad) = grads.grad(param) else {
-                continue;
-            };
-            check_shape("SGD", param, grad)?;
-            if c.weight_decay == 0.0 && c.momentum == 0.0 {
-                // Plain SGD: θ ← θ − lr·g, straight from the gradient, no copy.
-                for (p, &gi) in param.value_mut().data_mut().iter_mut().zip(grad.data()) {
-                    *p -= lr * gi;
+        let momentum = T::from_f64(c.momentum);
+        let damp = T::from_f64(1.0 - c.dampening);
+        for group in &mut self.groups {
+            let (lr, decay) = (T::from_f64(group.lr), T::from_f64(group.weight_decay));
+            for slot in &mut group.slots {
+                let Some(grad) = grads.grad(&slot.param) else {
+                    continue;
+                };
+                check_shape("SGD", &slot.param, grad)?;
+                if group.weight_decay == 0.0 && c.momentum == 0.0 {
+                    // Plain SGD: θ ← θ − lr·g, straight from the gradient, no copy.
+                    slot.param.update(|p| {
+                        for (p, &gi) in p.data_mut().iter_mut().zip(grad.data()) {
+                            *p -= lr * gi;
+                        }
+                    });
+                    continue;
                 }
-                continue;
-            }
-            let mut g = grad.try_clone()?;
-            if c.weight_decay != 0.0 {
-                for (gi, &p) in g.data_mut().iter_mut().zip(param.value().data()) {
-                    *gi += decay * p;
+                let mut g = grad.try_clone()?;
+                if group.weight_decay != 0.0 {
+                    for (gi, &p) in g.data_mut().iter_mut().zip(slot.param.value().data()) {
+                        *gi += decay * p;
+                    }
                 }
-            }
-            if c.momentum != 0.0 {
-                match self.buffers.get_mut(&param.id()) {
-                    Some(buf) => {
-                        check_state("SGD", param, buf)?;
-                        for (b, &gi) in buf.data_mut().iter_mut().zip(g.data()) {
-                            *b = momentum * *b + damp * gi;
+                if c.momentum != 0.0 {
+                    match &mut slot.state {
+                        Some(buf) => {
+                            check_state("SGD", &slot.name, &slot.param, buf)?;
+                            for (b, &gi) in buf.data_mut().iter_mut().zip(g.data()) {
+                                *b = momentum * *b + damp * gi;
+                            }
+                        }
+                        None => slot.state = Some(g.try_clone()?),
+                    }
+                    if let Some(buf) = &slot.state {
+                        if c.nesterov {
+                            for (gi, &b) in g.data_mut().iter_mut().zip(buf.data()) {
+                                *gi += momentum * b;
+                            }
+                        } else {
+                            g.data_mut().copy_from_slice(buf.data());
                         }
                     }
-                    None => {
-                        self.buffers.insert(param.id(), g.try_clone()?);
-                    }
                 }
-                let buf = &self.buffers[&param.id()];
-                if c.nesterov {
-                    for (gi, &b) in g.data_mut().iter_mut().zip(buf.data()) {
-                        *gi += momentum * b;
+                slot.param.update(|p| {
+                    for (p, &gi) in p.data_mut().iter_mut().zip(g.data()) {
+                        *p -= lr * gi;
                     }
-                } else {
-                    g.data_mut().copy_from_slice(buf.data());
-                }
-            }
-            for (p, &gi) in param.value_mut().data_mut().iter_mut().zip(g.data()) {
-                *p -= lr * gi;
+                });
             }
         }
         Ok(())
+    }
+
+    fn lrs(&self) -> Vec<f64> {
+        self.groups.iter().map(|g| g.lr).collect()
+    }
+
+    fn set_lrs(&mut self, lrs: &[f64]) -> Result<()> {
+        set_group_lrs("SGD", &mut self.groups, lrs)
     }
 }
