@@ -23,8 +23,9 @@
 //! Aₖ = Σ_{i<k} hᵢ Π_{j<k, j≠i} xⱼ   (A₀ = 0, Aₖ₊₁ = Aₖ xₖ + hₖ Π_{j<k} xⱼ),
 //! Bₖ = Σ_{i>k} hᵢ Π_{j>k, j≠i} xⱼ   (Bₙ₋₁ = 0, Bₖ₋₁ = Bₖ xₖ + hₖ Π_{j>k} xⱼ),
 //!
-//! ∂L/∂xₖ = Aₖ · Π_{j>k} xⱼ + Bₖ · Π_{j<k} xⱼ. Third derivatives are recorded as
-//! Eₖ (Σᵢ hᵢ/xᵢ − hₖ/xₖ), valid where no element of x is 0; through a zero they are an error.
+//! ∂L/∂xₖ = Aₖ · Π_{j>k} xⱼ + Bₖ · Π_{j<k} xⱼ. Recording that rule as a graph (for third
+//! derivatives) uses Eₖ (Σᵢ hᵢ/xᵢ − hₖ/xₖ), valid where no element of x is 0; through a zero it is
+//! an error.
 
 use smallvec::smallvec;
 
@@ -243,7 +244,7 @@ impl<T: Float> Backward<T> for ProdOthersBackward {
         if x.value().data().contains(&T::ZERO) {
             return Err(Error::InvalidArgument {
                 op: "prod",
-                reason: "third and higher derivatives of prod through a slice that holds a zero are not supported".to_string(),
+                reason: "recording the second derivative of prod as a graph (the step third derivatives need) through a slice that holds a zero is not supported".to_string(),
             });
         }
         let dims = x.shape();
