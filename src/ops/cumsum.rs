@@ -39,6 +39,25 @@ fn scan<T: Float>(
         return Ok(out);
     }
     let (len, inner) = (plan.len, plan.inner);
+    if inner == 1 {
+        for (row, os) in x
+            .data()
+            .chunks_exact(len)
+            .zip(out.data_mut().chunks_exact_mut(len))
+        {
+            let mut total = 0.0f64;
+            let mut step = |(o, &v): (&mut T, &T)| {
+                total += v.to_f64();
+                *o = T::from_f64(total);
+            };
+            if reverse {
+                os.iter_mut().zip(row).rev().for_each(&mut step);
+            } else {
+                os.iter_mut().zip(row).for_each(&mut step);
+            }
+        }
+        return Ok(out);
+    }
     let mut totals = pool::try_dirty::<f64>(op, inner)?;
     for (block, os) in x
         .data()

@@ -44,6 +44,12 @@ fn product_along<T: Float>(x: &[T], plan: &Plan, out: &mut [T]) {
         return;
     }
     let (len, inner) = (plan.len, plan.inner);
+    if inner == 1 {
+        for (row, o) in x.chunks_exact(len).zip(out.iter_mut()) {
+            *o = row.iter().fold(T::ONE, |p, &v| p * v);
+        }
+        return;
+    }
     for (block, os) in x.chunks_exact(len * inner).zip(out.chunks_exact_mut(inner)) {
         for row in block.chunks_exact(inner) {
             for (o, &v) in os.iter_mut().zip(row) {
@@ -61,6 +67,21 @@ fn others_along<T: Float>(x: &[T], plan: &Plan, out: &mut [T], running: &mut [T]
         return;
     }
     let (len, inner) = (plan.len, plan.inner);
+    if inner == 1 {
+        for (row, os) in x.chunks_exact(len).zip(out.chunks_exact_mut(len)) {
+            let mut prefix = T::ONE;
+            for (o, &v) in os.iter_mut().zip(row) {
+                *o = prefix;
+                prefix *= v;
+            }
+            let mut suffix = T::ONE;
+            for (o, &v) in os.iter_mut().zip(row).rev() {
+                *o *= suffix;
+                suffix *= v;
+            }
+        }
+        return;
+    }
     for (block, os) in x
         .chunks_exact(len * inner)
         .zip(out.chunks_exact_mut(len * inner))
@@ -140,7 +161,13 @@ impl<T: Float> Backward<T> for ProdBackward {
     fn backward(&self, cx: &BackwardCx<'_, T>, g: &Tensor<T>) -> Result<InputGrads<T>> {
         let x = cx.input(0);
         let mut dx = others("prod", x, &self.plan)?;
-        if dx.numel() > 0 {
+        if dx.numel() > 0 && self.plan.inner == 1 {
+            for (row, &g) in dx.data_mut().chunks_exact_mut(self.plan.len).zip(g.data()) {
+                for d in row {
+                    *d = g * *d;
+                }
+            }
+        } else if dx.numel() > 0 {
             // dₖ = g · Eₖ, g spread along the slice.
             let (len, inner) = (self.plan.len, self.plan.inner);
             for (block, gs) in dx

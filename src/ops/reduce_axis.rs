@@ -176,6 +176,19 @@ pub(crate) fn map_along<T: Float>(
         return;
     }
     let (len, inner) = (plan.len, plan.inner);
+    if inner == 1 {
+        // Contiguous slices: one reduced value per slice.
+        for ((xs, os), &r) in x
+            .chunks_exact(len)
+            .zip(out.chunks_exact_mut(len))
+            .zip(reduced)
+        {
+            for (o, &xv) in os.iter_mut().zip(xs) {
+                *o = f(xv, r);
+            }
+        }
+        return;
+    }
     for ((xs, os), rs) in x
         .chunks_exact(len * inner)
         .zip(out.chunks_exact_mut(len * inner))
@@ -202,6 +215,19 @@ pub(crate) fn map_along2<T: Float>(
         return;
     }
     let (len, inner) = (plan.len, plan.inner);
+    if inner == 1 {
+        for (((xs, os), &av), &bv) in x
+            .chunks_exact(len)
+            .zip(out.chunks_exact_mut(len))
+            .zip(a)
+            .zip(b)
+        {
+            for (o, &xv) in os.iter_mut().zip(xs) {
+                *o = f(xv, av, bv);
+            }
+        }
+        return;
+    }
     for (((xs, os), ars), brs) in x
         .chunks_exact(len * inner)
         .zip(out.chunks_exact_mut(len * inner))
@@ -217,7 +243,7 @@ pub(crate) fn map_along2<T: Float>(
 }
 
 /// Counts, for each reduced element r, the elements x of its slice with `hit(x, r)`; into `out`
-/// (`[outer, inner]`, overwritten). Counts are exact integers in T (slices shorter than 2²⁴).
+/// (`[outer, inner]`, overwritten). Counts are exact integers in T up to 2²⁴ (f32) or 2⁵³.
 pub(crate) fn count_along<T: Float>(
     x: &[T],
     reduced: &[T],
@@ -230,6 +256,12 @@ pub(crate) fn count_along<T: Float>(
         return;
     }
     let (len, inner) = (plan.len, plan.inner);
+    if inner == 1 {
+        for ((xs, o), &r) in x.chunks_exact(len).zip(out.iter_mut()).zip(reduced) {
+            *o = T::from_f64(xs.iter().filter(|&&xv| hit(xv, r)).count() as f64);
+        }
+        return;
+    }
     for ((xs, os), rs) in x
         .chunks_exact(len * inner)
         .zip(out.chunks_exact_mut(inner))
