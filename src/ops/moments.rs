@@ -90,7 +90,7 @@ fn variance<T: Float>(
 
 impl<'t, T: Float> Var<'t, T> {
     /// Variance along `axis` (`None`: of every element), dividing by N − `correction`
-    /// (two pairwise passes, never E[x²] − E[x]²). ∂L/∂xᵢ = (2 / (N − c))·g·(xᵢ − μ).
+    /// (two pairwise passes, never `E[x²] − E[x]²`). ∂L/∂xᵢ = (2 / (N − c))·g·(xᵢ − μ).
     /// N − c ≤ 0 gives ∞ or NaN, as in PyTorch (see the module docs).
     ///
     /// PyTorch equivalent: `torch.var(x, dim=axis, correction=correction, keepdim=keepdim)`.

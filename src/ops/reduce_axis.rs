@@ -156,7 +156,7 @@ impl Plan {
         })
     }
 
-    /// The rows of a reduced `[outer, inner]` buffer, for bytes accounting.
+    /// Bytes of the plan itself (its dimensions), for `saved_bytes`.
     pub(crate) fn saved_bytes(&self) -> usize {
         (self.out.rank() + self.kept.rank() + 3) * std::mem::size_of::<usize>()
     }
