@@ -13,6 +13,9 @@ const N: usize = 256;
 
 type Op = for<'t> fn(Var<'t, f32>, Var<'t, f32>, &mut Pcg64) -> Result<Var<'t, f32>>;
 
+/// An op of one input that may capture its index arguments.
+type UnaryOp<'a> = dyn for<'t> Fn(Var<'t, f32>) -> Result<Var<'t, f32>> + 'a;
+
 fn ops(c: &mut Criterion) {
     tapegrad::set_num_threads(1);
     let mut rng = Pcg64::seed_from_u64(0);
@@ -68,6 +71,32 @@ fn ops(c: &mut Criterion) {
             black_box(out.sum().unwrap().backward().unwrap());
         })
     });
+    let ids: Vec<usize> = (0..N).map(|i| (i * 37) % N).collect();
+    let table_ids = tapegrad::Indices::new(&ids, &[N]).unwrap();
+    let gather_index = tapegrad::Indices::new(
+        &(0..N * N).map(|i| (i * 7) % N).collect::<Vec<_>>(),
+        &[N, N],
+    )
+    .unwrap();
+    let indexing: Vec<(&str, Box<UnaryOp<'_>>)> = vec![
+        ("permute", Box::new(|a| a.permute(&[1, 0]))),
+        ("slice_step2", Box::new(|a| a.slice(1, 0, N, 2))),
+        ("cat", Box::new(|a| a.tape().cat(&[a, a], 0))),
+        ("index_select", Box::new(|a| a.index_select(0, &ids))),
+        ("embedding", Box::new(|a| a.embedding(&table_ids, None))),
+        ("gather", Box::new(|a| a.gather(1, &gather_index))),
+        ("softmax_axis0", Box::new(|a| a.softmax_along(0))),
+        ("log_softmax_axis0", Box::new(|a| a.log_softmax_along(0))),
+    ];
+    for (name, op) in indexing {
+        group.bench_function(name, |bench| {
+            bench.iter(|| {
+                let tape = Tape::new();
+                let out = op(tape.param(&x)).unwrap();
+                black_box(out.sum().unwrap().backward().unwrap());
+            })
+        });
+    }
     group.bench_function("cross_entropy", |bench| {
         bench.iter(|| {
             let tape = Tape::new();
@@ -109,9 +138,44 @@ fn summation(c: &mut Criterion) {
     group.finish();
 }
 
+/// Batched products: the `bmm_64x128x64x128` workload's forward, and a forward+backward of the
+/// attention-shaped [8·4, 128, 32] × [8·4, 32, 128].
+fn batched(c: &mut Criterion) {
+    tapegrad::set_num_threads(1);
+    let mut rng = Pcg64::seed_from_u64(2);
+    let mut group = c.benchmark_group("batched_matmul_f32");
+    let a = Param::new(
+        "a",
+        Tensor::<f32>::normal(&[64, 128, 64], 0.0, 1.0, &mut rng).unwrap(),
+    );
+    let b = Param::new(
+        "b",
+        Tensor::<f32>::normal(&[64, 64, 128], 0.0, 1.0, &mut rng).unwrap(),
+    );
+    group.bench_function("bmm_64x128x64x128_forward", |bench| {
+        bench.iter(|| {
+            let tape = Tape::<f32>::no_grad();
+            black_box(tape.param(&a).matmul(tape.param(&b)).unwrap());
+        })
+    });
+    let q = Param::new(
+        "q",
+        Tensor::<f32>::normal(&[32, 128, 32], 0.0, 1.0, &mut rng).unwrap(),
+    );
+    group.bench_function("bmm_32x128x32x128_forward_backward", |bench| {
+        bench.iter(|| {
+            let tape = Tape::new();
+            let x = tape.param(&q);
+            let s = x.matmul(x.transpose(1, 2).unwrap()).unwrap();
+            black_box(s.sum().unwrap().backward().unwrap());
+        })
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().measurement_time(Duration::from_secs(2)).warm_up_time(Duration::from_millis(500));
-    targets = ops, summation
+    targets = ops, summation, batched
 }
 criterion_main!(benches);

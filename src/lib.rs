@@ -54,6 +54,7 @@
 #![deny(unsafe_code)]
 
 pub mod bitmask;
+mod creation;
 pub mod datasets;
 mod element;
 mod error;

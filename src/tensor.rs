@@ -476,16 +476,62 @@ impl<T: Float> Tensor<T> {
         let b = self.shape.axis("transpose", axis1)?;
         let mut out_dims: SmallVec<[usize; 4]> = SmallVec::from_slice(self.dims());
         out_dims.swap(a, b);
-        let out_shape = Shape::checked(out_dims)?;
         // Read the source with its strides permuted the same way: out[.., i, .., j, ..] = self[.., j, .., i, ..].
         let mut strides = self.shape.strides();
         strides.swap(a, b);
-        let mut out = Self::overwritable("transpose", out_shape)?;
+        self.view_copy("transpose", 0, Shape::checked(out_dims)?, &strides)
+    }
+
+    /// Reorders the axes: axis `k` of the result is axis `axes[k]` of `self` (a copy). Fails
+    /// unless `axes` is a permutation of `0..rank`.
+    pub fn permute(&self, axes: &[usize]) -> Result<Self> {
+        let rank = self.shape.rank();
+        let mut seen = [false; crate::shape::MAX_RANK];
+        let is_permutation = axes.len() == rank
+            && axes
+                .iter()
+                .all(|&a| a < rank && !std::mem::replace(&mut seen[a], true));
+        if !is_permutation {
+            return Err(Error::InvalidArgument {
+                op: "permute",
+                reason: format!(
+                    "{axes:?} is not a permutation of the axes of {}",
+                    self.shape
+                ),
+            });
+        }
+        let own = self.shape.strides();
+        let dims: SmallVec<[usize; 4]> = axes.iter().map(|&a| self.dims()[a]).collect();
+        let strides: SmallVec<[usize; 4]> = axes.iter().map(|&a| own[a]).collect();
+        self.view_copy("permute", 0, Shape::checked(dims)?, &strides)
+    }
+
+    /// The strided view of `self` that starts at flat `offset` and has `shape` and element
+    /// `strides`, copied into a new contiguous tensor: `out[i₀, …] = self[offset + Σ iₖ·strideₖ]`.
+    /// The view must lie inside the data; every op that builds one has checked its bounds.
+    pub(crate) fn view_copy(
+        &self,
+        op: &'static str,
+        offset: usize,
+        shape: Shape,
+        strides: &[usize],
+    ) -> Result<Self> {
+        let mut out = Self::overwritable(op, shape)?;
+        let src = &self.data[offset.min(self.data.len())..];
         let data = &mut out.data;
-        for_each_broadcast(&out.shape, &strides, &strides, |o, i, _| {
-            data[o] = self.data[i]
-        });
+        for_each_broadcast(&out.shape, strides, strides, |o, i, _| data[o] = src[i]);
         Ok(out)
+    }
+
+    /// Adds `values` into the strided view of `self` that starts at `offset` with `strides` and
+    /// `values`' shape: the backward of [`Tensor::view_copy`]. Views that overlap (a broadcast
+    /// stride of 0) accumulate.
+    pub(crate) fn view_add(&mut self, offset: usize, strides: &[usize], values: &Self) {
+        let start = offset.min(self.data.len());
+        let dst = &mut self.data[start..];
+        for_each_broadcast(&values.shape, strides, strides, |o, i, _| {
+            dst[i] += values.data[o]
+        });
     }
 
     fn matrix_dims(&self, op: &'static str) -> Result<(usize, usize)> {

@@ -48,7 +48,12 @@ fn matmul_errors_name_both_shapes() {
         err.to_string(),
         "matmul: incompatible shapes [128, 20] and [64, 5]"
     );
-    let err = x.matmul(tape.leaf(t(&[20]))).unwrap_err();
+    // A vector is a column on the right (torch.matmul); a scalar has no axis to multiply.
+    assert_eq!(
+        x.matmul(tape.leaf(t(&[20]))).unwrap().shape().dims(),
+        &[128]
+    );
+    let err = x.matmul(tape.leaf(Tensor::scalar(1.0))).unwrap_err();
     assert!(
         matches!(err, Error::BadRank { op: "matmul", .. }),
         "{err:?}"
@@ -99,7 +104,7 @@ fn labels_out_of_range_negative_and_wrong_count() {
 }
 
 #[test]
-fn losses_want_a_non_empty_batch_of_rank_two() {
+fn losses_want_a_non_empty_batch_with_a_class_axis() {
     let tape = Tape::new();
     let empty = tape.leaf(t(&[0, 5]));
     let labels: [usize; 0] = [];
@@ -107,9 +112,15 @@ fn losses_want_a_non_empty_batch_of_rank_two() {
         empty.cross_entropy(&labels),
         Err(Error::EmptyBatch { .. })
     ));
+    // One sample of 5 classes ([C], as PyTorch accepts) takes one label; a scalar has no classes.
     let flat = tape.leaf(t(&[5]));
+    assert!(flat.nll(&[1]).is_ok());
     assert!(matches!(
-        flat.nll(&[1]),
+        flat.nll(&[1, 2]),
+        Err(Error::LabelCount { op: "nll", .. })
+    ));
+    assert!(matches!(
+        tape.leaf(Tensor::scalar(1.0)).nll(&[0]),
         Err(Error::BadRank { op: "nll", .. })
     ));
     let scalar = tape.leaf(Tensor::scalar(1.0));

@@ -56,7 +56,7 @@ impl<'a, T> MatRef<'a, T> {
 
 /// Products smaller than this many multiply-adds run on one thread: below it, waking a pool costs
 /// more than it saves.
-const PARALLEL_MIN_FLOPS: usize = 1 << 21;
+pub(crate) const PARALLEL_MIN_FLOPS: usize = 1 << 21;
 
 /// `dst = lhs · rhs` (or `dst += lhs · rhs` when `accumulate`), with `dst` row-major `[m, n]`.
 ///
@@ -67,6 +67,18 @@ pub(crate) fn matmul_into<T: Float>(
     lhs: MatRef<'_, T>,
     rhs: MatRef<'_, T>,
     accumulate: bool,
+) {
+    matmul_into_with(dst, lhs, rhs, accumulate, true)
+}
+
+/// [`matmul_into`], on one thread unless `may_split` (for callers that already run many products
+/// in parallel, one per thread).
+pub(crate) fn matmul_into_with<T: Float>(
+    dst: &mut [T],
+    lhs: MatRef<'_, T>,
+    rhs: MatRef<'_, T>,
+    accumulate: bool,
+    may_split: bool,
 ) {
     let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
     assert!(
@@ -83,7 +95,9 @@ pub(crate) fn matmul_into<T: Float>(
         return;
     }
     let threads = crate::threads::num_threads();
-    let parallelism = if threads > 1 && m.saturating_mul(n).saturating_mul(k) >= PARALLEL_MIN_FLOPS
+    let parallelism = if may_split
+        && threads > 1
+        && m.saturating_mul(n).saturating_mul(k) >= PARALLEL_MIN_FLOPS
     {
         Parallelism::Rayon(threads)
     } else {

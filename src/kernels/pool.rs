@@ -42,7 +42,7 @@ macro_rules! pooled_type {
         }
     )*};
 }
-pooled_type!(f32, f64, u64);
+pooled_type!(f32, f64, u64, usize);
 
 fn pooled<T: Pooled>(len: usize) -> bool {
     len.saturating_mul(std::mem::size_of::<T>()) >= POOLED_BYTES

@@ -42,6 +42,8 @@ use crate::tensor::Tensor;
 mod binary;
 mod cumsum;
 pub(crate) mod dropout;
+mod index;
+mod join;
 mod layout;
 mod logsumexp;
 mod matmul;
@@ -53,6 +55,7 @@ mod reduce;
 mod reduce_axis;
 mod relu;
 mod scalar;
+pub(crate) mod slice;
 mod softmax;
 mod unary;
 
@@ -60,6 +63,7 @@ mod unary;
 pub use crate::indices::Index as Label;
 pub use dropout::{dropout_scale, dropout_scale_in};
 pub(crate) use nll::nll_mean;
+pub use nll::{CrossEntropyOptions, NllOptions, Reduction};
 pub use norm::NormOrd;
 pub(crate) use softmax::log_softmax_rows;
 

@@ -118,3 +118,8 @@ impl Golden {
             .collect()
     }
 }
+
+/// A seeded generator.
+pub fn rng(seed: u64) -> Pcg64 {
+    Pcg64::seed_from_u64(seed)
+}
