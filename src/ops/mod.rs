@@ -40,13 +40,19 @@ use crate::tape::{NodeId, Tape, Var};
 use crate::tensor::Tensor;
 
 mod binary;
+mod cumsum;
 pub(crate) mod dropout;
 mod index;
 mod join;
 mod layout;
+mod logsumexp;
 mod matmul;
+mod moments;
 mod nll;
+mod norm;
+mod prod;
 mod reduce;
+mod reduce_axis;
 mod relu;
 mod scalar;
 pub(crate) mod slice;
@@ -58,6 +64,7 @@ pub use crate::indices::Index as Label;
 pub use dropout::{dropout_scale, dropout_scale_in};
 pub(crate) use nll::nll_mean;
 pub use nll::{CrossEntropyOptions, NllOptions, Reduction};
+pub use norm::NormOrd;
 pub(crate) use softmax::log_softmax_rows;
 
 /// Gradients for an op's inputs, in input order; `None` where an input needs none.
