@@ -39,14 +39,18 @@ use crate::error::Result;
 use crate::tape::{NodeId, Tape, Var};
 use crate::tensor::Tensor;
 
+mod activation;
+mod arith;
 mod binary;
 pub(crate) mod dropout;
+mod elementwise;
 mod layout;
 mod matmul;
 mod nll;
 mod reduce;
 mod relu;
 mod scalar;
+mod select;
 mod softmax;
 mod unary;
 
