@@ -17,6 +17,10 @@
 //!
 //! Kinks follow PyTorch: `leaky_relu` takes the left slope at 0 (its test is x > 0), `elu` the left
 //! branch (x ≤ 0, so α at 0), `hardtanh` passes no gradient at either bound.
+//!
+//! At a NaN input PyTorch's vectorised kernels and their scalar tails (the last few elements of a
+//! tensor) disagree for `elu` and `hardtanh`, so the gradient there depends on the tensor's length;
+//! we take the vectorised answer everywhere: `elu` gives NaN, `hardtanh` gives 0.
 
 use smallvec::smallvec;
 
@@ -174,10 +178,15 @@ impl<T: Float> Activation<T> {
                     },
                 )
             }
+            // x <= 0 ? g * alpha * exp(x) : g, written with the test `x > 0` so that a NaN x
+            // takes the left branch and gives NaN (PyTorch's vectorised kernel does; its scalar
+            // tail passes g).
             Activation::Elu { alpha } => each3(x, y, g, dx, |x, _, g| {
-                if x <= T::ZERO { g * alpha * x.exp() } else { g }
+                if x > T::ZERO { g } else { g * alpha * x.exp() }
             }),
-            // (x <= min || x >= max) ? 0 : g — a selection, and NaN passes g.
+            // (x <= min || x >= max) ? 0 : g, written as a test for the inside so that a NaN x
+            // gets 0 (PyTorch's vectorised kernel does; its scalar tail passes g). A selection:
+            // a NaN g outside does not leak through.
             Activation::Hardtanh { min, max } => {
                 each3(
                     x,
@@ -185,7 +194,7 @@ impl<T: Float> Activation<T> {
                     g,
                     dx,
                     |x, _, g| {
-                        if x <= min || x >= max { T::ZERO } else { g }
+                        if x > min && x < max { g } else { T::ZERO }
                     },
                 )
             }
@@ -255,7 +264,7 @@ impl<T: Float> Activation<T> {
                 // right branch zeroed, so that no e^(large x) appears even where it is not used
                 // (its gradient would be 0·∞ = NaN).
                 let right =
-                    constant_of(cx, &x.value(), |x| if x <= T::ZERO { T::ZERO } else { one })?;
+                    constant_of(cx, &x.value(), |x| if x > T::ZERO { one } else { T::ZERO })?;
                 let slope = x
                     .masked_fill(right, T::ZERO)?
                     .exp()?
@@ -265,7 +274,7 @@ impl<T: Float> Activation<T> {
             }
             Activation::Hardtanh { min, max } => {
                 let outside = constant_of(cx, &x.value(), |x| {
-                    if x <= min || x >= max { one } else { T::ZERO }
+                    if x > min && x < max { T::ZERO } else { one }
                 })?;
                 g.masked_fill(outside, T::ZERO)
             }
@@ -374,8 +383,8 @@ impl<'t, T: Float> Var<'t, T> {
     }
 
     /// ELU: x where x > 0, α(eˣ − 1) where x ≤ 0. ∂L/∂x = g where x > 0, g·α·eˣ where x ≤ 0 —
-    /// so α at x = 0 (PyTorch's `elu_backward` takes the left branch there). α must be finite
-    /// (negative is accepted, as in PyTorch).
+    /// so α·g at x = 0 (PyTorch's `elu_backward` takes the left branch there), and NaN at a NaN x.
+    /// α must be finite (negative is accepted, as in PyTorch).
     ///
     /// PyTorch equivalent: `F.elu(x, alpha)` (default 1).
     pub fn elu(self, alpha: T) -> Result<Var<'t, T>> {
@@ -387,7 +396,8 @@ impl<'t, T: Float> Var<'t, T> {
 
     /// HardTanh: x clamped into `[min, max]`. ∂L/∂x = g strictly inside (min, max), 0 at and
     /// beyond either bound (PyTorch's `hardtanh_backward`: `x <= min || x >= max ? 0 : g`); a NaN
-    /// element stays NaN and passes g.
+    /// element stays NaN and gets gradient 0 (as PyTorch's vectorised kernel; its scalar tail
+    /// passes g).
     ///
     /// `min` and `max` must not be NaN and `min ≤ max` (`F.hardtanh` raises "min_val cannot be
     /// greater than max_val").
