@@ -681,6 +681,29 @@ pub(super) fn for_each_pair(
     }
 }
 
+/// `d[o] = f(g[o], a[i], b[j])` over the broadcast of `a` and `b` to `out` (the shape of `g` and
+/// `d`): a zipped loop over contiguous slices when nothing is broadcast, [`for_each_pair`]
+/// otherwise.
+pub(super) fn zip_broadcast3<T: Float>(
+    out: &Shape,
+    g: &[T],
+    a: &Tensor<T>,
+    b: &Tensor<T>,
+    d: &mut [T],
+    f: impl Fn(T, T, T) -> T,
+) {
+    if a.shape() == out && b.shape() == out {
+        for (((d, &g), &a), &b) in d.iter_mut().zip(g).zip(a.data()).zip(b.data()) {
+            *d = f(g, a, b);
+        }
+    } else {
+        let (ad, bd) = (a.data(), b.data());
+        for_each_pair(out, a.shape(), b.shape(), |o, i, j| {
+            d[o] = f(g[o], ad[i], bd[j])
+        });
+    }
+}
+
 /// Saves nothing: x, e and y = xᵉ are on the tape.
 #[derive(Debug)]
 struct PowBackward;
@@ -691,15 +714,13 @@ impl<T: Float> Backward<T> for PowBackward {
         let out = g.shape();
         let grad_x = grad_if(cx.needs_grad(0), || {
             let mut d = Tensor::overwritable("pow", out.clone())?;
-            let (xd, ed, gd, dd) = (x.data(), e.data(), g.data(), d.data_mut());
             // where(e == 0, 0, grad * (e * x.pow(e - 1)))
-            for_each_pair(out, x.shape(), e.shape(), |o, i, j| {
-                let (xv, ev) = (xd[i], ed[j]);
-                dd[o] = if ev == T::ZERO {
+            zip_broadcast3(out, g.data(), x, e, d.data_mut(), |g, x, e| {
+                if e == T::ZERO {
                     T::ZERO
                 } else {
-                    gd[o] * (ev * powf(xv, ev - T::ONE))
-                };
+                    g * (e * powf(x, e - T::ONE))
+                }
             });
             d.sum_to(x.shape())
         })?;

@@ -13,7 +13,7 @@
 
 use smallvec::{SmallVec, smallvec};
 
-use super::elementwise::{each, for_each_pair, map_slices};
+use super::elementwise::{each, map_slices, zip_broadcast3};
 use super::{Backward, BackwardCx, GraphCx, InputGrads, InputVars, grad_if};
 use crate::element::Float;
 use crate::error::Result;
@@ -404,15 +404,11 @@ impl Extremum {
 
     /// The share of g that goes to `a` when compared with `b`: PyTorch's
     /// `where(a == b, g / 2, g).masked_fill_(a loses, 0)`.
+    /// Written as two selections of values (no early exit) so that the loop has no branches.
     #[inline(always)]
     fn share<T: Float>(self, g: T, a: T, b: T) -> T {
-        if a == b {
-            g / c2::<T>()
-        } else if self.loses(a, b) {
-            T::ZERO
-        } else {
-            g
-        }
+        let kept = if a == b { g / c2::<T>() } else { g };
+        if self.loses(a, b) { T::ZERO } else { kept }
     }
 }
 
@@ -474,14 +470,22 @@ impl<T: Float> Backward<T> for ExtremumBackward {
         // The share of g each operand gets, at the output's shape, then summed back.
         let share = |first: bool| -> Result<Tensor<T>> {
             let mut d = Tensor::overwritable(which.name(), out.clone())?;
-            let (ad, bd, gd, dd) = (a.data(), b.data(), g.data(), d.data_mut());
-            for_each_pair(out, a.shape(), b.shape(), |o, i, j| {
-                dd[o] = if first {
-                    which.share(gd[o], ad[i], bd[j])
-                } else {
-                    which.share(gd[o], bd[j], ad[i])
-                };
-            });
+            let (gd, dd) = (g.data(), d.data_mut());
+            // One monomorphic loop per case, so that nothing is decided per element.
+            match (which, first) {
+                (Extremum::Max, true) => {
+                    zip_broadcast3(out, gd, a, b, dd, |g, a, b| Extremum::Max.share(g, a, b))
+                }
+                (Extremum::Max, false) => {
+                    zip_broadcast3(out, gd, a, b, dd, |g, a, b| Extremum::Max.share(g, b, a))
+                }
+                (Extremum::Min, true) => {
+                    zip_broadcast3(out, gd, a, b, dd, |g, a, b| Extremum::Min.share(g, a, b))
+                }
+                (Extremum::Min, false) => {
+                    zip_broadcast3(out, gd, a, b, dd, |g, a, b| Extremum::Min.share(g, b, a))
+                }
+            }
             d.sum_to(if first { a.shape() } else { b.shape() })
         };
         Ok(smallvec![
