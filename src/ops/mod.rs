@@ -44,6 +44,7 @@ pub(crate) mod dropout;
 mod layout;
 mod matmul;
 mod nll;
+mod norm;
 mod reduce;
 mod relu;
 mod scalar;
@@ -54,6 +55,7 @@ mod unary;
 pub use crate::indices::Index as Label;
 pub use dropout::{dropout_scale, dropout_scale_in};
 pub(crate) use nll::nll_mean;
+pub use norm::RunningStats;
 pub(crate) use softmax::log_softmax_rows;
 
 /// Gradients for an op's inputs, in input order; `None` where an input needs none.
