@@ -82,7 +82,7 @@ pub use grads::{Gradients, GraphGradients};
 pub use higher_order::{Hvp, hvp};
 pub use indices::{Index, Indices};
 pub use inspect::{BackwardTrace, TensorSummary, TraceStep};
-pub use ops::{Label, RunningStats, dropout_scale, dropout_scale_in};
+pub use ops::{AttnMask, Label, RunningStats, dropout_scale, dropout_scale_in};
 pub use param::{Param, ParamId};
 pub use shape::{MAX_RANK, Shape};
 pub use tape::{BackwardOptions, NodeId, NodeKind, Tape, Var};

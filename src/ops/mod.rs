@@ -39,6 +39,7 @@ use crate::error::Result;
 use crate::tape::{NodeId, Tape, Var};
 use crate::tensor::Tensor;
 
+mod attention;
 mod binary;
 pub(crate) mod dropout;
 mod layout;
@@ -53,6 +54,7 @@ mod unary;
 
 /// A class label: any primitive integer type (the same trait as [`Index`](crate::Index)).
 pub use crate::indices::Index as Label;
+pub use attention::AttnMask;
 pub use dropout::{dropout_scale, dropout_scale_in};
 pub(crate) use nll::nll_mean;
 pub use norm::RunningStats;
