@@ -83,7 +83,7 @@ pub use grads::{Gradients, GraphGradients};
 pub use higher_order::{Hvp, hvp};
 pub use indices::{Index, Indices};
 pub use inspect::{BackwardTrace, TensorSummary, TraceStep};
-pub use ops::{Label, NormOrd, dropout_scale, dropout_scale_in};
+pub use ops::{AttnMask, Label, NormOrd, RunningStats, dropout_scale, dropout_scale_in};
 pub use param::{Buffer, Param, ParamId};
 pub use shape::{MAX_RANK, Shape};
 pub use tape::{BackwardOptions, NodeId, NodeKind, Tape, Var};

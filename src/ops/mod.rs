@@ -41,6 +41,7 @@ use crate::tensor::Tensor;
 
 mod activation;
 mod arith;
+mod attention;
 mod binary;
 mod cumsum;
 pub(crate) mod dropout;
@@ -62,13 +63,16 @@ mod select;
 pub(crate) mod slice;
 mod softmax;
 mod unary;
+mod vector_norm;
 
 /// A class label: any primitive integer type (the same trait as [`Index`](crate::Index)).
 pub use crate::indices::Index as Label;
+pub use attention::AttnMask;
 pub use dropout::{dropout_scale, dropout_scale_in};
 pub(crate) use nll::nll_mean;
 pub use nll::{CrossEntropyOptions, NllOptions, Reduction};
-pub use norm::NormOrd;
+pub use norm::RunningStats;
+pub use vector_norm::NormOrd;
 pub(crate) use softmax::log_softmax_rows;
 
 /// Gradients for an op's inputs, in input order; `None` where an input needs none.
