@@ -249,9 +249,10 @@ impl<T: Float> Index<usize> for Sequential<T> {
 impl<T: Float> Clone for Sequential<T> {
     /// A deep copy: every layer's parameters copied.
     fn clone(&self) -> Self {
-        Sequential {
+        // Nested `Sequential`s clone recursively; grow the stack rather than overflow it.
+        nested(|| Sequential {
             layers: self.layers.iter().map(|l| l.clone_layer()).collect(),
-        }
+        })
     }
 }
 
