@@ -40,10 +40,12 @@ use crate::tape::{NodeId, Tape, Var};
 use crate::tensor::Tensor;
 
 mod binary;
+mod conv;
 pub(crate) mod dropout;
 mod layout;
 mod matmul;
 mod nll;
+mod pool;
 mod reduce;
 mod relu;
 mod scalar;
@@ -52,8 +54,10 @@ mod unary;
 
 /// A class label: any primitive integer type (the same trait as [`Index`](crate::Index)).
 pub use crate::indices::Index as Label;
+pub use conv::{Conv1dOptions, Conv2dOptions, IntoPair};
 pub use dropout::{dropout_scale, dropout_scale_in};
 pub(crate) use nll::nll_mean;
+pub use pool::{AvgPool2dOptions, MaxPool2dOptions};
 pub(crate) use softmax::log_softmax_rows;
 
 /// Gradients for an op's inputs, in input order; `None` where an input needs none.
