@@ -236,6 +236,10 @@ pub(crate) struct ConvGeometry {
     x_shape: Shape,
     w_shape: Shape,
     y_shape: Shape,
+    /// For each kernel row ki, the output rows whose tap ki reads inside the input (see
+    /// [`valid_range`]); likewise for the kernel columns. Computed once: im2col asks per image.
+    row_taps: SmallVec<[(usize, usize); 8]>,
+    col_taps: SmallVec<[(usize, usize); 8]>,
 }
 
 impl ConvGeometry {
@@ -435,6 +439,12 @@ impl ConvGeometry {
             x_shape: x.clone(),
             w_shape: weight.clone(),
             y_shape: Shape::checked(y_dims)?,
+            row_taps: (0..kh)
+                .map(|k| valid_range(k, dil.0, pad.0, stride.0, h, ho))
+                .collect(),
+            col_taps: (0..kw)
+                .map(|k| valid_range(k, dil.1, pad.1, stride.1, w, wo))
+                .collect(),
         })
     }
 }
@@ -466,8 +476,7 @@ fn valid_range(
 }
 
 /// How one kernel tap (ki, kj) of one channel reads the image: the output rows `oh_lo..oh_hi`
-/// and columns `ow_lo..ow_hi` whose reads fall inside it, and the input position of output (0, 0)
-/// relative to the plane's start (negative when it lies in the padding).
+/// and columns `ow_lo..ow_hi` whose reads fall inside it.
 struct Tap {
     oh_lo: usize,
     oh_hi: usize,
@@ -476,11 +485,10 @@ struct Tap {
 }
 
 impl ConvGeometry {
+    #[inline]
     fn tap(&self, ki: usize, kj: usize) -> Tap {
-        let (oh_lo, oh_hi) =
-            valid_range(ki, self.dil.0, self.pad.0, self.stride.0, self.h, self.ho);
-        let (ow_lo, ow_hi) =
-            valid_range(kj, self.dil.1, self.pad.1, self.stride.1, self.w, self.wo);
+        let (oh_lo, oh_hi) = self.row_taps[ki];
+        let (ow_lo, ow_hi) = self.col_taps[kj];
         Tap {
             oh_lo,
             oh_hi,
@@ -522,27 +530,51 @@ fn zero_outside<T: Float>(block: &mut [T], wo: usize, lo: usize, hi: usize) {
         return;
     }
     for row in block.chunks_exact_mut(wo) {
-        row[..lo].fill(T::ZERO);
-        row[hi..].fill(T::ZERO);
+        zero(&mut row[..lo]);
+        zero(&mut row[hi..]);
     }
 }
 
-/// im2col for one image and one group: `x` is [C_in/groups, H, W], `col` is
-/// [C_in/groups · kH · kW, H_out · W_out]; every element of `col` is written (0 where the window
-/// reads padding).
-fn im2col<T: Float>(g: &ConvGeometry, x: &[T], col: &mut [T]) {
-    if g.cg_in() == 0 {
-        return; // col has no rows
+/// Fills a slice with zeros; the runs im2col zeroes are mostly a column or two wide, for which a
+/// call to `memset` would cost more than the run.
+#[inline(always)]
+fn zero<T: Float>(run: &mut [T]) {
+    match run {
+        [] => {}
+        [a] => *a = T::ZERO,
+        [a, b] => (*a, *b) = (T::ZERO, T::ZERO),
+        _ => run.fill(T::ZERO),
     }
-    let (wo, w, plane) = (g.wo, g.w, g.in_plane());
-    let mut rows = col.chunks_exact_mut(g.out_plane());
-    for channel in x.chunks_exact(plane).take(g.cg_in()) {
+}
+
+/// Copies `src` into `dst` (of one length); short rows are copied element by element, for the
+/// same reason as [`zero`].
+#[inline(always)]
+fn copy<T: Float>(dst: &mut [T], src: &[T]) {
+    if dst.len() <= 8 {
+        for (d, &s) in dst.iter_mut().zip(src) {
+            *d = s;
+        }
+    } else {
+        dst.copy_from_slice(src);
+    }
+}
+
+/// im2col for one image and one group: `x` is [C_in/groups, H, W]; row k of its col (one per
+/// (channel, ki, kj)) is written to `col[k·stride .. k·stride + H_out·W_out]` — `stride` is the
+/// length of a row of the stack's col, in which the images of a stack sit side by side. Every
+/// element of those ranges is written (0 where the window reads padding).
+fn im2col<T: Float>(g: &ConvGeometry, x: &[T], col: &mut [T], stride: usize) {
+    let (wo, w, plane, out_plane) = (g.wo, g.w, g.in_plane(), g.out_plane());
+    let mut k = 0;
+    for channel in x.chunks_exact(plane.max(1)).take(g.cg_in()) {
         for ki in 0..g.kh {
             for kj in 0..g.kw {
-                let Some(row) = rows.next() else { return };
+                let row = &mut col[k * stride..k * stride + out_plane];
+                k += 1;
                 let tap = g.tap(ki, kj);
-                row[..tap.oh_lo * wo].fill(T::ZERO);
-                row[tap.oh_hi * wo..].fill(T::ZERO);
+                zero(&mut row[..tap.oh_lo * wo]);
+                zero(&mut row[tap.oh_hi * wo..]);
                 if tap.oh_lo == tap.oh_hi {
                     continue;
                 }
@@ -550,27 +582,41 @@ fn im2col<T: Float>(g: &ConvGeometry, x: &[T], col: &mut [T]) {
                 if g.shifted_copy() {
                     let (skip, from, count) =
                         overlap(g.shift(ki, kj, tap.oh_lo), block.len(), plane);
-                    block[..skip].fill(T::ZERO);
-                    block[skip..skip + count].copy_from_slice(&channel[from..from + count]);
-                    block[skip + count..].fill(T::ZERO);
+                    zero(&mut block[..skip]);
+                    copy(&mut block[skip..skip + count], &channel[from..from + count]);
+                    zero(&mut block[skip + count..]);
                     zero_outside(block, wo, tap.ow_lo, tap.ow_hi);
                     continue;
                 }
                 for (r, dst) in block.chunks_exact_mut(wo).enumerate() {
                     let ih = (tap.oh_lo + r) * g.stride.0 + ki * g.dil.0 - g.pad.0;
                     let src = &channel[ih * w..(ih + 1) * w];
-                    dst[..tap.ow_lo].fill(T::ZERO);
-                    dst[tap.ow_hi..].fill(T::ZERO);
+                    zero(&mut dst[..tap.ow_lo]);
+                    zero(&mut dst[tap.ow_hi..]);
                     if tap.ow_lo == tap.ow_hi {
                         continue;
                     }
                     let iw0 = tap.ow_lo * g.stride.1 + kj * g.dil.1 - g.pad.1;
                     let dst = &mut dst[tap.ow_lo..tap.ow_hi];
-                    if g.stride.1 == 1 {
-                        dst.copy_from_slice(&src[iw0..iw0 + dst.len()]);
+                    let step = g.stride.1;
+                    if step == 1 {
+                        copy(dst, &src[iw0..iw0 + dst.len()]);
                     } else {
-                        for (d, &s) in dst.iter_mut().zip(src[iw0..].iter().step_by(g.stride.1)) {
-                            *d = s;
+                        // Indexing a slice cut to the last read keeps the loop free of
+                        // iterator adapters (`step_by` is slow here); stride 2 (the usual
+                        // downsampling) reads pairs, which the compiler turns into shuffles.
+                        let src = &src[iw0..iw0 + (dst.len() - 1) * step + 1];
+                        if step == 2 {
+                            if let Some((last, body)) = dst.split_last_mut() {
+                                for (d, pair) in body.iter_mut().zip(src.chunks_exact(2)) {
+                                    *d = pair[0];
+                                }
+                                *last = src[src.len() - 1];
+                            }
+                        } else {
+                            for (j, d) in dst.iter_mut().enumerate() {
+                                *d = src[j * step];
+                            }
                         }
                     }
                 }
@@ -579,20 +625,19 @@ fn im2col<T: Float>(g: &ConvGeometry, x: &[T], col: &mut [T]) {
     }
 }
 
-/// col2im for one image and one group, the adjoint of [`im2col`]: adds every element of `col`
-/// onto the pixel of `dx` ([C_in/groups, H, W]) it was read from; reads of padding are dropped.
-/// `dx` is accumulated into, tap after tap in a fixed order, so overlapping windows add up. `col`
-/// is scratch: the shifted-copy path zeroes its entries that read padding before adding.
-fn col2im<T: Float>(g: &ConvGeometry, col: &mut [T], dx: &mut [T]) {
-    if g.cg_in() == 0 {
-        return; // dx has no channels
-    }
-    let (wo, w, plane) = (g.wo, g.w, g.in_plane());
-    let mut rows = col.chunks_exact_mut(g.out_plane());
-    for channel in dx.chunks_exact_mut(plane).take(g.cg_in()) {
+/// col2im for one image and one group, the adjoint of [`im2col`] (same `stride`): adds every
+/// element of its col onto the pixel of `dx` ([C_in/groups, H, W]) it was read from; reads of
+/// padding are dropped. `dx` is accumulated into, tap after tap in a fixed order, so overlapping
+/// windows add up. `col` is scratch: the shifted-copy path zeroes its entries that read padding
+/// before adding.
+fn col2im<T: Float>(g: &ConvGeometry, col: &mut [T], stride: usize, dx: &mut [T]) {
+    let (wo, w, plane, out_plane) = (g.wo, g.w, g.in_plane(), g.out_plane());
+    let mut k = 0;
+    for channel in dx.chunks_exact_mut(plane.max(1)).take(g.cg_in()) {
         for ki in 0..g.kh {
             for kj in 0..g.kw {
-                let Some(row) = rows.next() else { return };
+                let row = &mut col[k * stride..k * stride + out_plane];
+                k += 1;
                 let tap = g.tap(ki, kj);
                 if tap.oh_lo == tap.oh_hi || tap.ow_lo == tap.ow_hi {
                     continue;
@@ -616,13 +661,25 @@ fn col2im<T: Float>(g: &ConvGeometry, col: &mut [T], dx: &mut [T]) {
                     let ih = (tap.oh_lo + r) * g.stride.0 + ki * g.dil.0 - g.pad.0;
                     let dst = &mut channel[ih * w..(ih + 1) * w];
                     let src = &src[tap.ow_lo..tap.ow_hi];
-                    if g.stride.1 == 1 {
+                    let step = g.stride.1;
+                    if step == 1 {
                         for (d, &s) in dst[iw0..iw0 + src.len()].iter_mut().zip(src) {
                             *d += s;
                         }
                     } else {
-                        for (d, &s) in dst[iw0..].iter_mut().step_by(g.stride.1).zip(src) {
-                            *d += s;
+                        let dst = &mut dst[iw0..iw0 + (src.len() - 1) * step + 1];
+                        if step == 2 {
+                            if let Some((&last, body)) = src.split_last() {
+                                for (pair, &s) in dst.chunks_exact_mut(2).zip(body) {
+                                    pair[0] += s;
+                                }
+                                let end = dst.len() - 1;
+                                dst[end] += last;
+                            }
+                        } else {
+                            for (j, &s) in src.iter().enumerate() {
+                                dst[j * step] += s;
+                            }
                         }
                     }
                 }
@@ -631,15 +688,14 @@ fn col2im<T: Float>(g: &ConvGeometry, col: &mut [T], dx: &mut [T]) {
     }
 }
 
-/// Images per block when the batch is split: the block boundaries depend only on the shapes (so
-/// the pairwise sum of per-block weight gradients is the same at any thread count). At most
-/// [`MAX_BLOCKS`] blocks, fewer when their weight-gradient partials would pass
-/// [`PARTIALS_BUDGET`] elements.
-fn images_per_block(g: &ConvGeometry) -> usize {
-    let by_memory = (PARTIALS_BUDGET / g.w_numel().max(1)).max(1);
-    let blocks = g.batch.min(MAX_BLOCKS).min(by_memory).max(1);
-    g.batch.div_ceil(blocks).max(1)
-}
+// ---------------------------------------------------------------------------------------------
+// How the batch is cut: blocks (for threads and the weight-gradient sum) of stacks (images that
+// share one im2col buffer and one matrix product). Both depend only on the shapes.
+// ---------------------------------------------------------------------------------------------
+
+/// A stack holds enough images for its col to be about this many columns wide: small planes
+/// (an 8×8 feature map has 64 positions) make one product per image too thin to be fast.
+const STACK_COLUMNS: usize = 256;
 
 /// Most blocks the batch is split into.
 const MAX_BLOCKS: usize = 16;
@@ -650,10 +706,35 @@ const PARTIALS_BUDGET: usize = 1 << 22;
 /// Multiply-adds below which a convolution runs on one thread.
 const PARALLEL_MIN_FLOPS: usize = 1 << 20;
 
-fn parallel_batch(g: &ConvGeometry) -> bool {
-    crate::threads::num_threads() > 1
-        && g.batch > images_per_block(g)
-        && g.flops() >= PARALLEL_MIN_FLOPS
+impl ConvGeometry {
+    /// Images per stack: 1 for planes of at least [`STACK_COLUMNS`] positions.
+    fn images_per_stack(&self) -> usize {
+        (STACK_COLUMNS / self.out_plane().max(1)).clamp(1, self.batch.max(1))
+    }
+
+    /// Images per block: at most [`MAX_BLOCKS`] blocks, fewer when their weight-gradient partials
+    /// would pass [`PARTIALS_BUDGET`] elements, and at least one stack per block.
+    fn images_per_block(&self) -> usize {
+        let by_memory = (PARTIALS_BUDGET / self.w_numel().max(1)).max(1);
+        let blocks = self.batch.min(MAX_BLOCKS).min(by_memory).max(1);
+        self.batch
+            .div_ceil(blocks)
+            .max(self.images_per_stack())
+            .max(1)
+    }
+
+    fn blocks(&self) -> usize {
+        self.batch.div_ceil(self.images_per_block())
+    }
+
+    fn parallel(&self) -> bool {
+        crate::threads::num_threads() > 1 && self.blocks() > 1 && self.flops() >= PARALLEL_MIN_FLOPS
+    }
+
+    /// Length of a row of a full stack's col (and of its output and gradient matrices).
+    fn stack_columns(&self) -> usize {
+        self.images_per_stack() * self.out_plane()
+    }
 }
 
 /// Runs `work` over the items, on several threads when `parallel`; the first error wins.
@@ -669,16 +750,31 @@ fn run<I: Send, F: Fn(I) -> Result<()> + Sync + Send>(
     }
 }
 
-/// A scratch buffer for col (none for a pointwise convolution, which reads x directly).
-fn col_scratch<T: Float>(g: &ConvGeometry) -> Result<Vec<T>> {
-    if g.pointwise() {
-        Ok(Vec::new())
-    } else {
-        pool::try_dirty(g.op, g.patch() * g.out_plane())
+/// Scratch of one block: a stack's col, and (for stacks of several images) a stack's output or
+/// output gradient gathered into one matrix. Taken from the buffer pool once per block.
+struct Scratch<T: Float> {
+    col: Vec<T>,
+    gathered: Vec<T>,
+}
+
+impl<T: Float> Scratch<T> {
+    fn new(g: &ConvGeometry) -> Result<Self> {
+        let columns = g.stack_columns();
+        let col = if g.pointwise() && g.images_per_stack() == 1 {
+            Vec::new()
+        } else {
+            pool::try_dirty(g.op, g.patch() * columns)?
+        };
+        let gathered = if g.images_per_stack() > 1 {
+            pool::try_dirty(g.op, g.cg_out() * columns)?
+        } else {
+            Vec::new()
+        };
+        Ok(Scratch { col, gathered })
     }
 }
 
-/// Checks that a tensor handed to a kernel has the length its role in the geometry implies.
+/// Checks that a tensor handed to a kernel has the shape its role in the geometry implies.
 fn check_len<T: Float>(op: &'static str, t: &Tensor<T>, want: &Shape) -> Result<()> {
     if t.shape() == want {
         Ok(())
@@ -704,62 +800,92 @@ fn conv_forward<T: Float>(
     if g.batch == 0 {
         return Ok(y);
     }
-    let per = images_per_block(g);
+    let (per_block, per_stack) = (g.images_per_block(), g.images_per_stack());
     let (x, weight, bias) = (x.data(), weight.data(), bias.map(|b| b.data()));
     let items: Vec<(usize, &mut [T])> = y
         .data_mut()
-        .chunks_mut(per * g.y_image())
+        .chunks_mut(per_block * g.y_image())
         .enumerate()
         .collect();
-    run(items, parallel_batch(g), |(block, y_block)| {
-        let mut col = col_scratch::<T>(g)?;
-        for (i, y_img) in y_block.chunks_exact_mut(g.y_image()).enumerate() {
-            let n = block * per + i;
-            let x_img = &x[n * g.x_image()..(n + 1) * g.x_image()];
-            forward_image(g, x_img, weight, bias, y_img, &mut col);
+    run(items, g.parallel(), |(block, y_block)| {
+        let mut scratch = Scratch::new(g)?;
+        for (s, y_stack) in y_block.chunks_mut(per_stack * g.y_image()).enumerate() {
+            let first = block * per_block + s * per_stack;
+            let images = y_stack.len() / g.y_image();
+            let x_stack = &x[first * g.x_image()..(first + images) * g.x_image()];
+            forward_stack(g, x_stack, weight, bias, y_stack, &mut scratch);
         }
         Ok(())
     })?;
     Ok(y)
 }
 
-/// One image: yᵍ = Wᵍ · col(xᵍ) (+ b) for every group g.
-fn forward_image<T: Float>(
+/// One stack of images: for every group g, yᵍ = Wᵍ · col(xᵍ) (+ b), with the stack's images side
+/// by side in col (and in the product, which is then copied to each image's output).
+fn forward_stack<T: Float>(
     g: &ConvGeometry,
-    x_img: &[T],
+    x: &[T],
     weight: &[T],
     bias: Option<&[T]>,
-    y_img: &mut [T],
-    col: &mut [T],
+    y: &mut [T],
+    scratch: &mut Scratch<T>,
 ) {
     let (plane, patch, cg_out) = (g.out_plane(), g.patch(), g.cg_out());
+    let images = y.len() / g.y_image();
+    let columns = images * plane;
     let x_group = g.cg_in() * g.in_plane();
     for group in 0..g.groups {
-        let x_g = &x_img[group * x_group..(group + 1) * x_group];
-        let w_g = &weight[group * g.w_group()..(group + 1) * g.w_group()];
-        let y_g = &mut y_img[group * cg_out * plane..(group + 1) * cg_out * plane];
-        // The bias is written first and the product added onto it: one pass over y.
-        let accumulate = match bias {
+        let w_g = MatRef::row_major(
+            &weight[group * g.w_group()..(group + 1) * g.w_group()],
+            cg_out,
+            patch,
+            false,
+        );
+        let bias_g = bias.map(|b| &b[group * cg_out..(group + 1) * cg_out]);
+        // The bias is written first and the product added onto it: one pass over the output.
+        let fill_bias = |out: &mut [T], width: usize| match bias_g {
             Some(b) => {
-                for (row, &bv) in y_g.chunks_exact_mut(plane).zip(&b[group * cg_out..]) {
+                for (row, &bv) in out.chunks_exact_mut(width).zip(b) {
                     row.fill(bv);
                 }
                 true
             }
             None => false,
         };
-        let cols = if g.pointwise() {
-            MatRef::row_major(x_g, patch, plane, false)
-        } else {
-            im2col(g, x_g, col);
-            MatRef::row_major(&*col, patch, plane, false)
-        };
+        if images == 1 {
+            let x_g = &x[group * x_group..(group + 1) * x_group];
+            let y_g = &mut y[group * cg_out * plane..(group + 1) * cg_out * plane];
+            let cols = if g.pointwise() {
+                MatRef::row_major(x_g, patch, plane, false)
+            } else {
+                im2col(g, x_g, &mut scratch.col, plane);
+                MatRef::row_major(&scratch.col[..patch * plane], patch, plane, false)
+            };
+            let accumulate = fill_bias(y_g, plane);
+            matmul_into(y_g, w_g, cols, accumulate);
+            continue;
+        }
+        // (An image without channels has nothing to gather: `max(1)` only keeps the chunking
+        // valid.)
+        for (b, x_img) in x.chunks_exact(g.x_image().max(1)).enumerate() {
+            let x_g = &x_img[group * x_group..(group + 1) * x_group];
+            im2col(g, x_g, &mut scratch.col[b * plane..], columns);
+        }
+        let out = &mut scratch.gathered[..cg_out * columns];
+        let accumulate = fill_bias(out, columns);
         matmul_into(
-            y_g,
-            MatRef::row_major(w_g, cg_out, patch, false),
-            cols,
+            out,
+            w_g,
+            MatRef::row_major(&scratch.col[..patch * columns], patch, columns, false),
             accumulate,
         );
+        // Row c of the product holds channel c of every image, image after image.
+        for (b, y_img) in y.chunks_exact_mut(g.y_image()).enumerate() {
+            let y_g = &mut y_img[group * cg_out * plane..(group + 1) * cg_out * plane];
+            for (dst, src) in y_g.chunks_exact_mut(plane).zip(out.chunks_exact(columns)) {
+                dst.copy_from_slice(&src[b * plane..(b + 1) * plane]);
+            }
+        }
     }
 }
 
@@ -814,7 +940,7 @@ fn conv_backward<T: Float>(
     if dx.is_none() && dw.is_none() && db.is_none() {
         return Ok(ConvGrads { dx, dw, db });
     }
-    let blocks = g.batch.div_ceil(images_per_block(g));
+    let blocks = g.blocks();
     // One weight-gradient partial per block and one row of channel sums per image, then their
     // pairwise sums: the same blocks and the same trees at any thread count.
     let mut dw_partials = match (&dw, blocks) {
@@ -847,6 +973,17 @@ fn conv_backward<T: Float>(
     Ok(ConvGrads { dx, dw, db })
 }
 
+/// What one block of the backward pass reads and writes.
+struct BackwardBlock<'a, T> {
+    /// Index of the block's first image.
+    first: usize,
+    dx: Option<&'a mut [T]>,
+    /// The block's weight-gradient partial (overwritten).
+    dw: Option<&'a mut [T]>,
+    /// One row of C_out channel sums per image of the block.
+    sums: Option<&'a mut [T]>,
+}
+
 /// Runs the backward products block by block. `dw_partials`, if given, holds one weight gradient
 /// per block (`blocks · w_numel` elements), each overwritten; `channel_sums` one row of C_out
 /// sums per image.
@@ -861,96 +998,127 @@ fn backward_blocks<T: Float>(
 ) -> Result<()> {
     // The caller handled the empty cases, so every chunk length below is positive.
     debug_assert!(g.batch > 0 && g.patch() > 0 && g.x_image() > 0);
-    let per = images_per_block(g);
-    let blocks = g.batch.div_ceil(per);
+    let (per_block, per_stack, blocks) = (g.images_per_block(), g.images_per_stack(), g.blocks());
     fn split<T>(buffer: Option<&mut [T]>, chunk: usize, blocks: usize) -> Vec<Option<&mut [T]>> {
         match buffer {
             Some(b) => b.chunks_mut(chunk).map(Some).collect(),
             None => (0..blocks).map(|_| None).collect(),
         }
     }
-    let items: Vec<_> = split(dx, per * g.x_image(), blocks)
+    let items: Vec<BackwardBlock<'_, T>> = split(dx, per_block * g.x_image(), blocks)
         .into_iter()
         .zip(split(dw_partials, g.w_numel(), blocks))
-        .zip(split(channel_sums, per * g.c_out, blocks))
+        .zip(split(channel_sums, per_block * g.c_out, blocks))
         .enumerate()
-        .map(|(b, ((dx, dw), sums))| (b, dx, dw, sums))
+        .map(|(b, ((dx, dw), sums))| BackwardBlock {
+            first: b * per_block,
+            dx,
+            dw,
+            sums,
+        })
         .collect();
-    run(
-        items,
-        parallel_batch(g),
-        |(block, mut dx, mut dw, mut sums)| {
-            let mut col = col_scratch::<T>(g)?;
-            let first = block * per;
-            let last = (first + per).min(g.batch);
-            for n in first..last {
-                let i = n - first;
-                let dy_img = &dy[n * g.y_image()..(n + 1) * g.y_image()];
-                if let Some(sums) = sums.as_deref_mut() {
-                    for (s, row) in sums[i * g.c_out..(i + 1) * g.c_out]
-                        .iter_mut()
-                        .zip(dy_img.chunks_exact(g.out_plane()))
-                    {
-                        *s = sum(row);
-                    }
+    run(items, g.parallel(), |mut block| {
+        let mut scratch = Scratch::new(g)?;
+        let last = (block.first + per_block).min(g.batch);
+        let mut start = block.first;
+        while start < last {
+            let end = (start + per_stack).min(last);
+            let (i, j) = (start - block.first, end - block.first);
+            let dy_stack = &dy[start * g.y_image()..end * g.y_image()];
+            if let Some(sums) = block.sums.as_deref_mut() {
+                let rows = dy_stack.chunks_exact(g.out_plane());
+                for (s, row) in sums[i * g.c_out..j * g.c_out].iter_mut().zip(rows) {
+                    *s = sum(row);
                 }
-                let x_img = x.map(|x| &x[n * g.x_image()..(n + 1) * g.x_image()]);
-                let dx_img = dx
-                    .as_deref_mut()
-                    .map(|d| &mut d[i * g.x_image()..(i + 1) * g.x_image()]);
-                // The block's first image overwrites its partial, the others add to it.
-                let dw_img = dw.as_deref_mut().map(|d| (d, n > first));
-                backward_image(g, x_img, weight, dy_img, dx_img, dw_img, &mut col);
             }
-            Ok(())
-        },
-    )
+            let x_stack = x.map(|x| &x[start * g.x_image()..end * g.x_image()]);
+            let dx_stack = block
+                .dx
+                .as_deref_mut()
+                .map(|d| &mut d[i * g.x_image()..j * g.x_image()]);
+            // The block's first stack overwrites its partial, the others add to it.
+            let dw = block.dw.as_deref_mut().map(|d| (d, start > block.first));
+            backward_stack(g, x_stack, weight, dy_stack, dx_stack, dw, &mut scratch);
+            start = end;
+        }
+        Ok(())
+    })
 }
 
-/// One image: dWᵍ (+)= gᵍ · col(xᵍ)ᵀ and dxᵍ = col2im(Wᵍᵀ · gᵍ) for every group g.
-fn backward_image<T: Float>(
+/// One stack of images, for every group g: dWᵍ (+)= gᵍ · col(xᵍ)ᵀ and dxᵍ = col2im(Wᵍᵀ · gᵍ), with
+/// the stack's images side by side in col and in g (gathered into one matrix first).
+fn backward_stack<T: Float>(
     g: &ConvGeometry,
-    x_img: Option<&[T]>,
+    x: Option<&[T]>,
     weight: Option<&[T]>,
-    dy_img: &[T],
-    mut dx_img: Option<&mut [T]>,
+    dy: &[T],
+    mut dx: Option<&mut [T]>,
     mut dw: Option<(&mut [T], bool)>,
-    col: &mut [T],
+    scratch: &mut Scratch<T>,
 ) {
     let (plane, patch, cg_out) = (g.out_plane(), g.patch(), g.cg_out());
+    let images = dy.len() / g.y_image();
+    let columns = images * plane;
     let x_group = g.cg_in() * g.in_plane();
+    let pointwise = g.pointwise() && images == 1;
     for group in 0..g.groups {
-        let dy_g = MatRef::row_major(
-            &dy_img[group * cg_out * plane..(group + 1) * cg_out * plane],
-            cg_out,
-            plane,
-            false,
-        );
-        if let (Some(x_img), Some((dw, accumulate))) = (x_img, dw.as_mut()) {
-            let x_g = &x_img[group * x_group..(group + 1) * x_group];
-            let cols_t = if g.pointwise() {
-                MatRef::row_major(x_g, patch, plane, true)
+        let dy_g = if images == 1 {
+            &dy[group * cg_out * plane..(group + 1) * cg_out * plane]
+        } else {
+            // Row c: channel c of the output gradient of every image, image after image.
+            let gathered = &mut scratch.gathered[..cg_out * columns];
+            for (b, dy_img) in dy.chunks_exact(g.y_image()).enumerate() {
+                let dy_img = &dy_img[group * cg_out * plane..(group + 1) * cg_out * plane];
+                for (dst, src) in gathered
+                    .chunks_exact_mut(columns)
+                    .zip(dy_img.chunks_exact(plane))
+                {
+                    dst[b * plane..(b + 1) * plane].copy_from_slice(src);
+                }
+            }
+            &*gathered
+        };
+        let dy_g = MatRef::row_major(dy_g, cg_out, columns, false);
+        if let (Some(x), Some((dw, accumulate))) = (x, dw.as_mut()) {
+            let cols_t = if pointwise {
+                MatRef::row_major(
+                    &x[group * x_group..(group + 1) * x_group],
+                    patch,
+                    plane,
+                    true,
+                )
             } else {
-                im2col(g, x_g, col);
-                MatRef::row_major(&*col, patch, plane, true)
+                for (b, x_img) in x.chunks_exact(g.x_image()).enumerate() {
+                    let x_g = &x_img[group * x_group..(group + 1) * x_group];
+                    im2col(g, x_g, &mut scratch.col[b * plane..], columns);
+                }
+                MatRef::row_major(&scratch.col[..patch * columns], patch, columns, true)
             };
             let dw_g = &mut dw[group * g.w_group()..(group + 1) * g.w_group()];
             matmul_into(dw_g, dy_g, cols_t, *accumulate);
         }
-        if let (Some(weight), Some(dx_img)) = (weight, dx_img.as_deref_mut()) {
+        if let (Some(weight), Some(dx)) = (weight, dx.as_deref_mut()) {
             let w_t = MatRef::row_major(
                 &weight[group * g.w_group()..(group + 1) * g.w_group()],
                 cg_out,
                 patch,
                 true,
             );
-            let dx_g = &mut dx_img[group * x_group..(group + 1) * x_group];
-            if g.pointwise() {
-                matmul_into(dx_g, w_t, dy_g, false);
-            } else {
-                matmul_into(col, w_t, dy_g, false);
+            if pointwise {
+                matmul_into(
+                    &mut dx[group * x_group..(group + 1) * x_group],
+                    w_t,
+                    dy_g,
+                    false,
+                );
+                continue;
+            }
+            let dcol = &mut scratch.col[..patch * columns];
+            matmul_into(dcol, w_t, dy_g, false);
+            for (b, dx_img) in dx.chunks_exact_mut(g.x_image()).enumerate() {
+                let dx_g = &mut dx_img[group * x_group..(group + 1) * x_group];
                 dx_g.fill(T::ZERO);
-                col2im(g, col, dx_g);
+                col2im(g, &mut dcol[b * plane..], columns, dx_g);
             }
         }
     }

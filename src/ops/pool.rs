@@ -439,6 +439,87 @@ fn max_taps(
         .collect()
 }
 
+/// The position PyTorch's scan picks in a window (visited row by row): a strictly larger value or a NaN replaces the running maximum,
+/// which starts at −∞ with the first position. So of equal maxima the first wins, of NaNs the
+/// last, and a window of −∞ keeps its first position.
+///
+/// Computed in two scans with the same result — the maximum ignoring NaN (branch-free) and
+/// whether there is a NaN, then the first position of that maximum (or the last NaN) — because
+/// carrying the running maximum through the scan makes each step wait for the previous one, and
+/// which element is largest is unpredictable.
+#[inline(always)]
+fn window_argmax<T: Float>(plane: &[T], window: Window) -> usize {
+    let (mut max, mut nan) = (T::NEG_INFINITY, false);
+    for a in 0..window.rows {
+        let row = window.first + a * window.row_step;
+        for b in 0..window.cols {
+            let v = plane[row + b * window.col_step];
+            // A NaN compares false and is skipped (`T::max` would handle it too, at a longer
+            // chain of instructions per element); this select is one `maxss`.
+            max = if v > max { v } else { max };
+            nan |= v.is_nan();
+        }
+    }
+    let mut at = window.first;
+    for a in 0..window.rows {
+        let row = window.first + a * window.row_step;
+        for b in 0..window.cols {
+            let i = row + b * window.col_step;
+            if nan {
+                if plane[i].is_nan() {
+                    at = i;
+                }
+            } else if plane[i] == max {
+                return i;
+            }
+        }
+    }
+    at
+}
+
+/// The taps of one max-pool window inside a plane: `rows` × `cols` positions starting at
+/// `first`, `row_step` apart down and `col_step` apart across.
+#[derive(Clone, Copy)]
+struct Window {
+    first: usize,
+    rows: usize,
+    cols: usize,
+    row_step: usize,
+    col_step: usize,
+}
+
+/// The common 2×2, stride-2, unpadded max pool of one plane, with the windows unrolled: the
+/// choice of [`window_argmax`] with selects instead of scans.
+fn max_pool_2x2<T: Float>(
+    plane: &[T],
+    w: usize,
+    ho: usize,
+    wo: usize,
+    out: &mut [T],
+    pos: &mut [u32],
+) {
+    for oh in 0..ho {
+        let top = 2 * oh * w;
+        let out = &mut out[oh * wo..(oh + 1) * wo];
+        let pos = &mut pos[oh * wo..(oh + 1) * wo];
+        for ow in 0..wo {
+            let first = top + 2 * ow;
+            let at = [first, first + 1, first + w, first + w + 1];
+            let v = at.map(|i| plane[i]);
+            let max = v[0].max(v[1]).max(v[2].max(v[3]));
+            let mut k = 3;
+            for j in (0..3).rev() {
+                k = if v[j] == max { j } else { k };
+            }
+            for (j, x) in v.iter().enumerate() {
+                k = if x.is_nan() { j } else { k };
+            }
+            out[ow] = v[k];
+            pos[ow] = at[k] as u32;
+        }
+    }
+}
+
 impl<'t, T: Float> Var<'t, T> {
     /// 2-D max pooling over the last two axes of `[N, C, H, W]` (or `[C, H, W]`), padding with −∞.
     /// Saves the position of each window's maximum; ∂L/∂x scatters g to those positions (adding
@@ -503,29 +584,33 @@ impl<'t, T: Float> Var<'t, T> {
                 .chunks_mut(planes.out_plane().max(1))
                 .zip(positions.chunks_mut(planes.out_plane().max(1)))
                 .collect();
+            // Every window of a 2×2, stride-2 pool without padding is whole: no tables needed.
+            let pairs = k == (2, 2) && s == (2, 2) && pad == (0, 0) && dil == (1, 1);
             let kernel = |plane: &[T], (out, pos): &mut (&mut [T], &mut [u32])| {
+                if pairs && !ceil_mode {
+                    max_pool_2x2(plane, w, planes.ho, planes.wo, out, pos);
+                    return;
+                }
                 let mut o = 0;
                 for &(h0, hc) in &rows {
                     for &(w0, wc) in &cols {
-                        let mut best = T::NEG_INFINITY;
-                        let mut at = if hc == 0 || wc == 0 {
-                            NO_POSITION
-                        } else {
-                            (h0 * w + w0) as u32
-                        };
-                        for a in 0..hc {
-                            let row = (h0 + a * dh) * w;
-                            for b in 0..wc {
-                                let idx = row + w0 + b * dw;
-                                let v = plane[idx];
-                                if v > best || v.is_nan() {
-                                    best = v;
-                                    at = idx as u32;
-                                }
-                            }
+                        if hc == 0 || wc == 0 {
+                            // No tap inside the input: only padding, −∞.
+                            out[o] = T::NEG_INFINITY;
+                            pos[o] = NO_POSITION;
+                            o += 1;
+                            continue;
                         }
-                        out[o] = best;
-                        pos[o] = at;
+                        let window = Window {
+                            first: h0 * w + w0,
+                            rows: hc,
+                            cols: wc,
+                            row_step: dh * w,
+                            col_step: dw,
+                        };
+                        let at = window_argmax(plane, window);
+                        out[o] = plane[at];
+                        pos[o] = at as u32;
                         o += 1;
                     }
                 }
@@ -682,6 +767,10 @@ impl AxisWindows {
     }
 }
 
+/// Windows of at most this many elements are summed in order; larger ones pairwise (each row,
+/// then the row sums), so a global average over a large plane is as accurate as `mean`.
+const SHORT_WINDOW: usize = 16;
+
 /// The windows and divisors of an average pool.
 #[derive(Debug)]
 struct AvgGeometry {
@@ -694,12 +783,30 @@ struct AvgGeometry {
 }
 
 impl AvgGeometry {
-    fn divisor<T: Float>(&self, oh: usize, ow: usize) -> T {
-        let d = match self.divisor_override {
-            Some(d) => d,
-            None => self.rows.factor[oh] * self.cols.factor[ow],
+    /// The divisors as two factors in `T`, whose product is the divisor of window (oh, ow): the
+    /// rows' and the columns' factors, or the override and 1. Converted once per call: a
+    /// conversion per output would cost more than the average itself. (Products of window sizes
+    /// are small integers, exact in f32.)
+    fn divisor_factors<T: Float>(&self) -> Result<(Vec<T>, Vec<T>)> {
+        let convert = |factors: &[usize], fixed: Option<usize>| {
+            pool::try_collect(
+                self.op,
+                factors.len(),
+                factors
+                    .iter()
+                    .map(|&f| T::from_f64(fixed.unwrap_or(f) as f64)),
+            )
         };
-        T::from_f64(d as f64)
+        Ok(match self.divisor_override {
+            Some(d) => (
+                convert(&self.rows.factor, Some(d))?,
+                convert(&self.cols.factor, Some(1))?,
+            ),
+            None => (
+                convert(&self.rows.factor, None)?,
+                convert(&self.cols.factor, None)?,
+            ),
+        })
     }
 
     /// y = A·x: each output the sum of its window (pairwise: every window row, then the row
@@ -709,16 +816,38 @@ impl AvgGeometry {
         let mut y = Tensor::overwritable(self.op, p.y_shape.clone())?;
         let longest = self.rows.longest();
         let w = p.w;
+        let (row_div, col_div) = self.divisor_factors::<T>()?;
         let kernel = |plane: &[T], out: &mut [T], row_sums: &mut [T]| {
             let mut o = 0;
-            for oh in 0..p.ho {
-                let (h0, h1) = (self.rows.start[oh], self.rows.end[oh]);
-                for ow in 0..p.wo {
-                    let (w0, w1) = (self.cols.start[ow], self.cols.end[ow]);
-                    for (r, ih) in row_sums.iter_mut().zip(h0..h1) {
-                        *r = sum(&plane[ih * w + w0..ih * w + w1]);
-                    }
-                    out[o] = sum(&row_sums[..h1 - h0]) / self.divisor::<T>(oh, ow);
+            for (&h0, (&h1, &rd)) in self
+                .rows
+                .start
+                .iter()
+                .zip(self.rows.end.iter().zip(&row_div))
+            {
+                for (&w0, (&w1, &cd)) in self
+                    .cols
+                    .start
+                    .iter()
+                    .zip(self.cols.end.iter().zip(&col_div))
+                {
+                    let total = if (h1 - h0) * (w1 - w0) <= SHORT_WINDOW {
+                        // A handful of elements (a 2×2 or 3×3 window): added in order, as
+                        // the summation kernel's own leaves do.
+                        let mut total = T::ZERO;
+                        for ih in h0..h1 {
+                            for &v in &plane[ih * w + w0..ih * w + w1] {
+                                total += v;
+                            }
+                        }
+                        total
+                    } else {
+                        for (r, ih) in row_sums.iter_mut().zip(h0..h1) {
+                            *r = sum(&plane[ih * w + w0..ih * w + w1]);
+                        }
+                        sum(&row_sums[..h1 - h0])
+                    };
+                    out[o] = total / (rd * cd);
                     o += 1;
                 }
             }
@@ -754,6 +883,7 @@ impl AvgGeometry {
         let p = &self.planes;
         let mut dx = Tensor::full_shape(p.x_shape.clone(), T::ZERO)?;
         let w = p.w;
+        let (row_div, col_div) = self.divisor_factors::<T>()?;
         for_planes(
             g.data(),
             p.out_plane(),
@@ -762,11 +892,19 @@ impl AvgGeometry {
             p.planes * p.in_plane(),
             |gp, plane| {
                 let mut o = 0;
-                for oh in 0..p.ho {
-                    let (h0, h1) = (self.rows.start[oh], self.rows.end[oh]);
-                    for ow in 0..p.wo {
-                        let (w0, w1) = (self.cols.start[ow], self.cols.end[ow]);
-                        let share = gp[o] / self.divisor::<T>(oh, ow);
+                let rows = self
+                    .rows
+                    .start
+                    .iter()
+                    .zip(self.rows.end.iter().zip(&row_div));
+                for (&h0, (&h1, &rd)) in rows {
+                    let cols = self
+                        .cols
+                        .start
+                        .iter()
+                        .zip(self.cols.end.iter().zip(&col_div));
+                    for (&w0, (&w1, &cd)) in cols {
+                        let share = gp[o] / (rd * cd);
                         for ih in h0..h1 {
                             for d in &mut plane[ih * w + w0..ih * w + w1] {
                                 *d += share;
