@@ -3,7 +3,9 @@
 //!
 //! For one image and one group, with a weight W of shape [C_out, C_in, kH, kW]:
 //!
+//! ```text
 //! y[o, i, j] = b[o] + Σ_{c, p, q} W[o, c, p, q] · x[c, i·s_h + p·d_h − pad_h, j·s_w + q·d_w − pad_w]
+//! ```
 //!
 //! (x read as 0 outside the image). Gather every patch the kernel sees into one column of a matrix,
 //! **col** = im2col(x) of shape [C_in·kH·kW, H_out·W_out]; the convolution is then one matrix
@@ -282,7 +284,7 @@ impl ConvGeometry {
             .saturating_mul(self.out_plane())
             .saturating_mul(self.patch())
     }
-    /// The shape the bias gradient is summed to before it is viewed as [C_out]: 1 everywhere but
+    /// The shape the bias gradient is summed to before it is viewed as `[C_out]`: 1 everywhere but
     /// the channel axis.
     fn bias_sum_shape(&self) -> Result<Shape> {
         let mut dims: SmallVec<[usize; 4]> = SmallVec::from_elem(1, self.spatial + 1);

@@ -18,7 +18,7 @@
 //! are 0 with respect to x, since the positions are constant).
 //!
 //! **Average pooling** is linear: y = A·x with A averaging each window, so ∂L/∂x = Aᵀ·g, which
-//! spreads g[o]/divisor over the window of o. The recorded backward of A is Aᵀ and that of Aᵀ is A.
+//! spreads `g[o]/divisor` over the window of o. The recorded backward of A is Aᵀ and that of Aᵀ is A.
 //! `adaptive_avg_pool2d` is the same with PyTorch's adaptive windows.
 //!
 //! Window sums use the crate's pairwise summation kernel (each window row, then the row sums), so a
@@ -348,7 +348,7 @@ struct Route {
 }
 
 impl Route {
-    /// Gather: out[o] = src[position(o)] plane by plane (the max pool itself, with the positions
+    /// Gather: `out[o] = src[position(o)]` plane by plane (the max pool itself, with the positions
     /// held fixed). Shape of the pool's output.
     fn gather<T: Float>(&self, src: &Tensor<T>) -> Result<Tensor<T>> {
         let p = &self.planes;
@@ -376,7 +376,7 @@ impl Route {
         Ok(out)
     }
 
-    /// Scatter-add: dx[position(o)] += g[o] plane by plane (the adjoint of [`Route::gather`]).
+    /// Scatter-add: `dx[position(o)] += g[o]` plane by plane (the adjoint of [`Route::gather`]).
     /// Shape of the pool's input.
     fn scatter<T: Float>(&self, g: &Tensor<T>) -> Result<Tensor<T>> {
         let p = &self.planes;
@@ -878,7 +878,7 @@ impl AvgGeometry {
         Ok(y)
     }
 
-    /// dx = Aᵀ·g: each g[o]/divisor added to every input position of o's window.
+    /// dx = Aᵀ·g: each `g[o]/divisor` added to every input position of o's window.
     fn spread<T: Float>(&self, g: &Tensor<T>) -> Result<Tensor<T>> {
         let p = &self.planes;
         let mut dx = Tensor::full_shape(p.x_shape.clone(), T::ZERO)?;
@@ -940,7 +940,7 @@ impl<'t, T: Float> Var<'t, T> {
     /// 2-D average pooling over the last two axes of `[N, C, H, W]` (or `[C, H, W]`), with zero
     /// padding. Each output is its window's sum divided by the window size — counting the padding
     /// if `count_include_pad` (PyTorch's default), else only the positions inside the input — or
-    /// by `divisor_override`. Linear: ∂L/∂x spreads g[o]/divisor over o's window.
+    /// by `divisor_override`. Linear: ∂L/∂x spreads `g[o]/divisor` over o's window.
     ///
     /// Errors as [`Var::max_pool2d`] (a `divisor_override` of 0 is an
     /// [`Error::InvalidHyperparameter`]).
@@ -1001,7 +1001,8 @@ impl<'t, T: Float> Var<'t, T> {
     /// ```
     /// use tapegrad::{Tape, Tensor};
     /// let tape = Tape::<f64>::new();
-    /// let x = tape.leaf(Tensor::from_vec((0..6).map(f64::from).collect(), &[1, 2, 3])?);
+    /// // Two channels of 1×3 (an unbatched [C, H, W] input).
+    /// let x = tape.leaf(Tensor::from_vec((0..6).map(f64::from).collect(), &[2, 1, 3])?);
     /// let y = x.adaptive_avg_pool2d(1)?; // global average of each channel
     /// assert_eq!(y.value().data(), &[1.0, 4.0]);
     /// # Ok::<(), tapegrad::Error>(())
