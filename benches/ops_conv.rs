@@ -64,7 +64,7 @@ fn workloads() -> Vec<Workload> {
             },
         },
         Workload {
-            name: "conv2d_64x32x4x4_k3 (digits conv 2)",
+            name: "conv2d_64x32x4x4_k3_digits_conv2",
             params: p(&[&[64, 32, 4, 4], &[64, 32, 3, 3], &[64]]),
             step: |v| v[0].conv2d(v[1], Some(v[2]), Conv2dOptions::default().padding(1)),
         },

@@ -31,7 +31,7 @@ def workloads():
         ("digits_cnn_64x1x8x8",
          [param(64, 1, 8, 8), param(32, 1, 3, 3), param(32), param(64, 32, 3, 3), param(64)],
          lambda v: F.conv2d(F.max_pool2d(F.conv2d(v[0], v[1], v[2], **same).relu(), 2), v[3], v[4], **same)),
-        ("conv2d_64x32x4x4_k3 (digits conv 2)", [param(64, 32, 4, 4), param(64, 32, 3, 3), param(64)],
+        ("conv2d_64x32x4x4_k3_digits_conv2", [param(64, 32, 4, 4), param(64, 32, 3, 3), param(64)],
          lambda v: F.conv2d(v[0], v[1], v[2], **same)),
         ("conv2d_32x16x32x32_k3_s2", [param(32, 16, 32, 32), param(32, 16, 3, 3), param(32)],
          lambda v: F.conv2d(v[0], v[1], v[2], stride=2, padding=1)),

@@ -838,6 +838,38 @@ fn pool_errors() {
     ));
 }
 
+#[test]
+fn empty_batches_of_enormous_planes_are_fine() {
+    // Nothing is allocated for them, and nothing may be tabulated per row or column either.
+    let huge = 1usize << 30; // planes of 2^60 elements
+    let tape = Tape::<f32>::new();
+    let x = tape.leaf(Tensor::zeros(&[0, 1, huge, huge]).unwrap());
+    let w = tape.leaf(Tensor::zeros(&[2, 1, 3, 3]).unwrap());
+    let y = x.conv2d(w, None, Conv2dOptions::default()).unwrap();
+    assert_eq!(y.shape().dims(), &[0, 2, huge - 2, huge - 2]);
+    let grads = y
+        .sum()
+        .unwrap()
+        .backward_with(BackwardOptions::new().retain_graph(true))
+        .unwrap();
+    assert_eq!(grads.wrt(w).unwrap().data(), &[0.0; 18]);
+    let m = x.max_pool2d(MaxPool2dOptions::new(2)).unwrap();
+    assert_eq!(m.shape().dims(), &[0, 1, huge / 2, huge / 2]);
+    let a = x.avg_pool2d(AvgPool2dOptions::new(2)).unwrap();
+    assert_eq!(a.shape().dims(), &[0, 1, huge / 2, huge / 2]);
+    let g = x.adaptive_avg_pool2d(huge).unwrap();
+    assert_eq!(g.shape().dims(), &[0, 1, huge, huge]);
+    let total = m.sum().unwrap().add(a.sum().unwrap()).unwrap();
+    let total = total.add(g.sum().unwrap()).unwrap();
+    assert_eq!(total.backward().unwrap().wrt(x).unwrap().numel(), 0);
+    // A plane whose size overflows is an error, not a wrap-around.
+    let x = tape.constant(Tensor::zeros(&[0, 1, usize::MAX, 2]).unwrap());
+    assert!(matches!(
+        x.max_pool2d(MaxPool2dOptions::new(1)),
+        Err(Error::ShapeOverflow { .. })
+    ));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Thread independence
 // ---------------------------------------------------------------------------------------------

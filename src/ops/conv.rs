@@ -248,8 +248,9 @@ impl ConvGeometry {
     fn in_plane(&self) -> usize {
         self.h * self.w
     }
+    /// Saturating: an empty batch may come with an output plane too large to count.
     fn out_plane(&self) -> usize {
-        self.ho * self.wo
+        self.ho.saturating_mul(self.wo)
     }
     fn cg_in(&self) -> usize {
         self.c_in / self.groups
@@ -441,10 +442,12 @@ impl ConvGeometry {
             x_shape: x.clone(),
             w_shape: weight.clone(),
             y_shape: Shape::checked(y_dims)?,
-            row_taps: (0..kh)
+            // Only im2col reads the taps, and it runs only for images with channels; an empty
+            // input may come with a kernel too large to tabulate.
+            row_taps: (0..if batch > 0 && c_in > 0 { kh } else { 0 })
                 .map(|k| valid_range(k, dil.0, pad.0, stride.0, h, ho))
                 .collect(),
-            col_taps: (0..kw)
+            col_taps: (0..if batch > 0 && c_in > 0 { kw } else { 0 })
                 .map(|k| valid_range(k, dil.1, pad.1, stride.1, w, wo))
                 .collect(),
         })
@@ -762,13 +765,19 @@ struct Scratch<T: Float> {
 impl<T: Float> Scratch<T> {
     fn new(g: &ConvGeometry) -> Result<Self> {
         let columns = g.stack_columns();
+        let elements = |rows: usize| {
+            rows.checked_mul(columns).ok_or(Error::OutOfMemory {
+                op: g.op,
+                bytes: rows as u128 * columns as u128 * std::mem::size_of::<T>() as u128,
+            })
+        };
         let col = if g.pointwise() && g.images_per_stack() == 1 {
             Vec::new()
         } else {
-            pool::try_dirty(g.op, g.patch() * columns)?
+            pool::try_dirty(g.op, elements(g.patch())?)?
         };
         let gathered = if g.images_per_stack() > 1 {
-            pool::try_dirty(g.op, g.cg_out() * columns)?
+            pool::try_dirty(g.op, elements(g.cg_out())?)?
         } else {
             Vec::new()
         };

@@ -184,8 +184,9 @@ impl Planes {
     fn in_plane(&self) -> usize {
         self.h * self.w
     }
+    /// Saturating: an empty batch may come with an output plane too large to count.
     fn out_plane(&self) -> usize {
-        self.ho * self.wo
+        self.ho.saturating_mul(self.wo)
     }
 }
 
@@ -212,6 +213,12 @@ fn plane_dims(
         return Err(Error::InvalidArgument {
             op,
             reason: format!("the input {x} has an empty axis (only the batch may be empty)"),
+        });
+    }
+    // An empty batch may come with planes whose size overflows (nothing is allocated for them).
+    if h.checked_mul(w).is_none() {
+        return Err(Error::ShapeOverflow {
+            dims: x.dims().to_vec(),
         });
     }
     Ok((batch * c, h, w))
@@ -556,7 +563,8 @@ impl<'t, T: Float> Var<'t, T> {
             ceil_mode,
         } = options;
         let planes = fixed_window_planes(OP, x.shape(), k, s, pad, dil, ceil_mode)?;
-        if u32::try_from(planes.in_plane()).map_or(true, |n| n == NO_POSITION) {
+        let too_large = u32::try_from(planes.in_plane()).map_or(true, |n| n == NO_POSITION);
+        if too_large && planes.planes > 0 {
             return Err(Error::InvalidArgument {
                 op: OP,
                 reason: format!(
@@ -565,8 +573,24 @@ impl<'t, T: Float> Var<'t, T> {
                 ),
             });
         }
-        let rows = max_taps(planes.h, planes.ho, k.0, s.0, pad.0, dil.0);
-        let cols = max_taps(planes.w, planes.wo, k.1, s.1, pad.1, dil.1);
+        // (No windows to tabulate for an empty batch, whose output size may be enormous.)
+        let tabulate = planes.planes > 0;
+        let rows = max_taps(
+            planes.h,
+            planes.ho * tabulate as usize,
+            k.0,
+            s.0,
+            pad.0,
+            dil.0,
+        );
+        let cols = max_taps(
+            planes.w,
+            planes.wo * tabulate as usize,
+            k.1,
+            s.1,
+            pad.1,
+            dil.1,
+        );
         let numel = planes.planes * planes.out_plane();
         let mut positions = Vec::new();
         positions
@@ -977,8 +1001,11 @@ impl<'t, T: Float> Var<'t, T> {
             });
         }
         let planes = fixed_window_planes(OP, &self.shape(), k, s, pad, (1, 1), ceil_mode)?;
-        let rows = AxisWindows::fixed(planes.h, planes.ho, k.0, s.0, pad.0, count_include_pad)?;
-        let cols = AxisWindows::fixed(planes.w, planes.wo, k.1, s.1, pad.1, count_include_pad)?;
+        // (No windows to tabulate for an empty batch, whose output size may be enormous.)
+        let tabulate = planes.planes > 0;
+        let (ho, wo) = (planes.ho * tabulate as usize, planes.wo * tabulate as usize);
+        let rows = AxisWindows::fixed(planes.h, ho, k.0, s.0, pad.0, count_include_pad)?;
+        let cols = AxisWindows::fixed(planes.w, wo, k.1, s.1, pad.1, count_include_pad)?;
         Arc::new(AvgGeometry {
             op: OP,
             planes,
@@ -1021,8 +1048,9 @@ impl<'t, T: Float> Var<'t, T> {
             y_shape: pooled_shape(&x_shape, ho, wo)?,
             x_shape,
         };
-        let rows = AxisWindows::adaptive(h, ho)?;
-        let cols = AxisWindows::adaptive(w, wo)?;
+        let tabulate = planes.planes > 0;
+        let rows = AxisWindows::adaptive(h, ho * tabulate as usize)?;
+        let cols = AxisWindows::adaptive(w, wo * tabulate as usize)?;
         Arc::new(AvgGeometry {
             op: OP,
             planes,
