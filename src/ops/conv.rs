@@ -19,10 +19,11 @@
 //!
 //! The transposes are strided views, never copies; col is rebuilt in backward rather than saved
 //! (cheap, and it keeps the tape's memory at the inputs alone); a 1×1 kernel with stride 1 and no
-//! padding skips im2col (col is x itself). The batch is split into blocks whose boundaries depend
-//! only on the shapes; blocks run in parallel, each image's work is independent, and the per-block
-//! weight gradients are added with the pairwise summation kernel, so results are bit-identical at
-//! any thread count.
+//! padding skips im2col (col is x itself); images with small output planes share one col and one
+//! product ("stacks"), so that the product is not too thin to be fast. The batch is split into
+//! blocks whose boundaries depend only on the shapes; blocks run in parallel, each image's work is
+//! independent, and the per-block weight gradients are added with the pairwise summation kernel,
+//! so results are bit-identical at any thread count.
 //!
 //! **Second derivatives.** The convolution F(x, W) is bilinear, and so are its two backward maps:
 //! B_x(g, W) = ∂⟨F(x, W), g⟩/∂x and B_W(x, g) = ∂⟨F(x, W), g⟩/∂W. All three come from the one
