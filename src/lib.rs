@@ -83,7 +83,10 @@ pub use grads::{Gradients, GraphGradients};
 pub use higher_order::{Hvp, hvp};
 pub use indices::{Index, Indices};
 pub use inspect::{BackwardTrace, TensorSummary, TraceStep};
-pub use ops::{AttnMask, Label, NormOrd, RunningStats, dropout_scale, dropout_scale_in};
+pub use ops::{
+    AttnMask, AvgPool2dOptions, Conv1dOptions, Conv2dOptions, IntoPair, Label, MaxPool2dOptions,
+    NormOrd, RunningStats, dropout_scale, dropout_scale_in,
+};
 pub use param::{Buffer, Param, ParamId};
 pub use shape::{MAX_RANK, Shape};
 pub use tape::{BackwardOptions, NodeId, NodeKind, Tape, Var};

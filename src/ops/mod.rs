@@ -43,6 +43,7 @@ mod activation;
 mod arith;
 mod attention;
 mod binary;
+mod conv;
 mod cumsum;
 pub(crate) mod dropout;
 mod elementwise;
@@ -54,6 +55,7 @@ mod matmul;
 mod moments;
 mod nll;
 mod norm;
+mod pool;
 mod prod;
 mod reduce;
 mod reduce_axis;
@@ -68,10 +70,12 @@ mod vector_norm;
 /// A class label: any primitive integer type (the same trait as [`Index`](crate::Index)).
 pub use crate::indices::Index as Label;
 pub use attention::AttnMask;
+pub use conv::{Conv1dOptions, Conv2dOptions, IntoPair};
 pub use dropout::{dropout_scale, dropout_scale_in};
 pub(crate) use nll::nll_mean;
 pub use nll::{CrossEntropyOptions, NllOptions, Reduction};
 pub use norm::RunningStats;
+pub use pool::{AvgPool2dOptions, MaxPool2dOptions};
 pub use vector_norm::NormOrd;
 pub(crate) use softmax::log_softmax_rows;
 
