@@ -105,6 +105,14 @@ impl<T: Real> ExpParts<T> {
         (self.hi + self.lo) * self.s1 * self.s2
     }
 
+    /// e^x as an unevaluated sum hi + lo (both scaled; exact unless subnormal).
+    #[inline(always)]
+    fn two_float(self) -> (T, T) {
+        let sum = self.hi + self.lo;
+        let rest = (self.hi - sum) + self.lo;
+        (sum * self.s1 * self.s2, rest * self.s1 * self.s2)
+    }
+
     /// factor·e^x, rounded once before the scaling.
     #[inline(always)]
     fn times<const FMA: bool>(self, factor: T) -> T {
@@ -186,11 +194,12 @@ pub(crate) fn log<T: Real, const FMA: bool>(x: T) -> T {
     }
 }
 
-/// ln(1 + u) for u in [0, 1]: 1 + u = m + δ exactly (m rounded), ln(1 + u) = ln m + δ/m.
+/// ln(1 + u) for u = u_hi + u_lo in [0, 1]: 1 + u = m + δ exactly (m rounded), ln(1 + u) =
+/// ln m + δ/m.
 #[inline(always)]
-pub(crate) fn log1p_unit<T: Real, const FMA: bool>(u: T) -> T {
+fn log1p_unit<T: Real, const FMA: bool>(u: T, u_lo: T) -> T {
     let m = T::ONE + u;
-    let delta = u - (m - T::ONE);
+    let delta = (u - (m - T::ONE)) + u_lo;
     let (k, f) = T::split_log(m);
     log_reduced::<T, FMA>(k, f, delta / m)
 }
@@ -213,28 +222,22 @@ pub(crate) fn sigmoid<T: Real, const FMA: bool>(x: T) -> T {
     sigmoid_from_exp_parts::<T, FMA>(x, exp_parts::<T, FMA>(-x.abs(), T::ZERO))
 }
 
-/// σ(t) from the parts of e = e^(−|t|). With d + d_lo = 1 + e exactly and r = 1/d corrected to
-/// 1/(d + d_lo) to first order: σ(|t|) = r, σ(−|t|) = r·e with the factor folded into the
-/// exponential (one rounding, and a tiny result is not flushed). Near 0, where σ(t) crosses ½
-/// and r·e would land in a finer binade than r, σ(t) = ½ + ½·tanh(t/2) by tanh's polynomial.
+/// σ(t) from the parts of e = e^(−|t|): with d + d_lo = 1 + e exactly and r + r_lo = 1/(d + d_lo)
+/// (r rounded, r_lo from the exact residual 1 − r·d), σ(|t|) = r + r_lo and σ(−|t|) =
+/// (r + r_lo)·e with the factor folded into the exponential: each result is rounded once (a
+/// rounded 1/d would cost up to an ulp where σ lands in a finer binade than 1/d), and a tiny
+/// result is not flushed.
 #[inline(always)]
 fn sigmoid_from_exp_parts<T: Real, const FMA: bool>(t: T, parts: ExpParts<T>) -> T {
     let e = parts.value();
     let d = T::ONE + e;
     let d_lo = (T::ONE - d) + e;
     let r = T::ONE / d;
-    let r = fma::<T, FMA>(-r * r, d_lo, r);
-    let negative = parts.times::<FMA>(r);
-    let half = T::HALF * t;
-    let z = half * half;
-    let tanh_half = fma::<T, FMA>(half * z, horner::<T, FMA>(z, T::TANH), half);
-    let near_zero = fma::<T, FMA>(T::HALF, tanh_half, T::HALF);
-    if half.abs() < T::TANH_POLY_LIMIT {
-        near_zero
-    } else if t >= T::ZERO {
-        r
+    let r_lo = r * (fma_accurate::<T, FMA>(-r, d, T::ONE) - r * d_lo);
+    if t >= T::ZERO {
+        r + r_lo
     } else {
-        negative
+        parts.times_two_float::<FMA>(r, r_lo)
     }
 }
 
@@ -444,24 +447,28 @@ fn softplus_exp<T: Real, const FMA: bool>(x: T, beta: T) -> (T, T, ExpParts<T>) 
     (t, t_lo, exp_parts::<T, FMA>(-a, minus_abs_lo))
 }
 
-/// softplus as PyTorch: x where β·x > threshold, else (1/β)·ln(1 + e^(βx)), computed as
-/// (max(t, 0) + ln(1 + e^(−|t|)))/β with t = βx as a two-float sum; below t = SOFTPLUS_TINY,
-/// e^t·(1/β) with the factor folded into the exponential (`inv_beta` = 1/β).
+/// softplus as PyTorch: x where β·x > threshold, else (1/β)·ln(1 + e^(βx)), with t = βx as a
+/// two-float sum:
+/// - t < SOFTPLUS_SMALL: e^t·(1 − e^t/2 + e^(2t)/3)/β (the series of ln(1 + u), exact to the last
+///   bit there), the factor folded into the exponential (one rounding; tiny results not flushed);
+/// - otherwise (max(t, 0) + ln(1 + e^(−|t|)))/β.
 #[inline(always)]
-pub(crate) fn softplus<T: Real, const FMA: bool>(x: T, beta: T, inv_beta: T, threshold: T) -> T {
+pub(crate) fn softplus<T: Real, const FMA: bool>(x: T, beta: T, threshold: T) -> T {
     let (t, t_lo, parts) = softplus_exp::<T, FMA>(x, beta);
-    let e = parts.value();
-    let log_term = log1p_unit::<T, FMA>(e);
+    let (e, e_lo) = parts.two_float();
+    let log_term = log1p_unit::<T, FMA>(e, e_lo);
     let sum = if t > T::ZERO {
         t + (t_lo + log_term)
     } else {
         log_term
     };
-    let tiny = parts.times::<FMA>(inv_beta);
+    let third = T::ONE / (T::ONE + T::TWO);
+    let series = fma::<T, FMA>(e, fma::<T, FMA>(e, third, -T::HALF), T::ONE);
+    let small = parts.times::<FMA>(series / beta);
     if t > threshold {
         x
-    } else if t < T::SOFTPLUS_TINY {
-        tiny
+    } else if t < T::SOFTPLUS_SMALL {
+        small
     } else {
         sum / beta
     }

@@ -300,25 +300,13 @@ kernel!(GeluTanhKernel, T::gelu_tanh::<FMA>);
 #[derive(Clone, Copy)]
 struct SoftplusKernel<T> {
     beta: T,
-    /// 1/β, computed once per slice.
-    inv_beta: T,
     threshold: T,
-}
-
-impl<T: Real> SoftplusKernel<T> {
-    fn new(beta: T, threshold: T) -> Self {
-        SoftplusKernel {
-            beta,
-            inv_beta: T::ONE / beta,
-            threshold,
-        }
-    }
 }
 
 impl<T: ElementFunctions> Kernel<T> for SoftplusKernel<T> {
     #[inline(always)]
     fn eval<const FMA: bool>(self, x: T) -> T {
-        T::softplus::<FMA>(x, self.beta, self.inv_beta, self.threshold)
+        T::softplus::<FMA>(x, self.beta, self.threshold)
     }
 }
 
@@ -363,7 +351,7 @@ pub(crate) fn map_with<T: ElementFunctions>(arch: Arch, f: Function<T>, x: &[T],
         Function::Gelu => map_kernel(arch, GeluKernel, x, out),
         Function::GeluTanh => map_kernel(arch, GeluTanhKernel, x, out),
         Function::Softplus { beta, threshold } => {
-            map_kernel(arch, SoftplusKernel::new(beta, threshold), x, out)
+            map_kernel(arch, SoftplusKernel { beta, threshold }, x, out)
         }
     }
 }
@@ -379,7 +367,7 @@ pub(crate) fn map_in_place_with<T: ElementFunctions>(arch: Arch, f: Function<T>,
         Function::Gelu => map_in_place_kernel(arch, GeluKernel, x),
         Function::GeluTanh => map_in_place_kernel(arch, GeluTanhKernel, x),
         Function::Softplus { beta, threshold } => {
-            map_in_place_kernel(arch, SoftplusKernel::new(beta, threshold), x)
+            map_in_place_kernel(arch, SoftplusKernel { beta, threshold }, x)
         }
     }
 }

@@ -52,9 +52,9 @@ pub(crate) trait Real:
     /// |tanh x| rounds to 1 above this.
     const TANH_SATURATE: Self;
 
-    /// Below this t = βx, softplus is e^t/β (ln(1 + e^t) = e^t to the last bit), computed with
-    /// the factor 1/β folded into the exponential so that subnormal e^t is not magnified.
-    const SOFTPLUS_TINY: Self;
+    /// Below this t = βx, softplus is e^t·(1 − e^t/2 + e^(2t)/3)/β: the truncated series of
+    /// ln(1 + e^t) is exact to the last bit (the next term is below 2^−(p+2)).
+    const SOFTPLUS_SMALL: Self;
 
     fn abs(self) -> Self;
     /// The magnitude of `self` with the sign of `sign`.
@@ -77,7 +77,7 @@ macro_rules! impl_real {
     (
         $t:ident, $bits:ty, mantissa: $mant:literal, bias: $bias:literal,
         exp_arg: [$exp_min:literal, $exp_max:literal], tanh_saturate: $tanh_sat:literal,
-        softplus_tiny: $softplus_tiny:literal,
+        softplus_small: $softplus_small:literal,
         sqrt_half_bits: $sqrt_half:literal,
         product_error: |$a:ident, $b:ident, $p:ident| $product_error:expr
     ) => {
@@ -104,7 +104,7 @@ macro_rules! impl_real {
             const TANH: &'static [Self] = &coefficients::$t::TANH;
             const TANH_SATURATE: Self = $tanh_sat;
 
-            const SOFTPLUS_TINY: Self = $softplus_tiny;
+            const SOFTPLUS_SMALL: Self = $softplus_small;
 
             #[inline(always)]
             fn abs(self) -> Self {
@@ -173,7 +173,7 @@ macro_rules! impl_real {
 
 impl_real!(
     f32, u32, mantissa: 23, bias: 127,
-    exp_arg: [-110.0, 89.5], tanh_saturate: 9.5, softplus_tiny: -20.0,
+    exp_arg: [-110.0, 89.5], tanh_saturate: 9.5, softplus_small: -6.0,
     sqrt_half_bits: 0x3f35_04f3,
     // The product of two f32 is exact in f64.
     product_error: |a, b, p| (f64::from(a) * f64::from(b) - f64::from(p)) as f32
@@ -181,7 +181,7 @@ impl_real!(
 
 impl_real!(
     f64, u64, mantissa: 52, bias: 1023,
-    exp_arg: [-760.0, 710.0], tanh_saturate: 19.5, softplus_tiny: -40.0,
+    exp_arg: [-760.0, 710.0], tanh_saturate: 19.5, softplus_small: -13.0,
     sqrt_half_bits: 0x3fe6_a09e_667f_3bcd,
     product_error: |a, b, p| dekker_product_error(a, b, p)
 );
@@ -248,11 +248,11 @@ impl Gaussian for f64 {
     const GELU_TANH_MAX: Self = 23.0;
 }
 
-/// The element functions that f32 evaluates in f64 ([`wide`]) and f64 natively ([`functions`]):
-/// everything but exp, log and tanh.
+/// The element functions whose implementation depends on the type: f32 evaluates the erf family
+/// in f64 ([`wide`]), f64 everything natively ([`functions`]).
 pub(crate) trait ElementFunctions: Real {
     fn sigmoid<const FMA: bool>(x: Self) -> Self;
-    fn softplus<const FMA: bool>(x: Self, beta: Self, inv_beta: Self, threshold: Self) -> Self;
+    fn softplus<const FMA: bool>(x: Self, beta: Self, threshold: Self) -> Self;
     fn softplus_derivative<const FMA: bool>(x: Self, beta: Self, threshold: Self) -> Self;
     fn erf<const FMA: bool>(x: Self) -> Self;
     fn erf_derivative<const FMA: bool>(x: Self) -> Self;
@@ -263,58 +263,53 @@ pub(crate) trait ElementFunctions: Real {
 }
 
 macro_rules! impl_element_functions {
-    ($t:ty, $module:ident, $($generic:ty)?) => {
+    ($t:ty, unary: [$($name:ident => $path:path),*],
+     softplus: $softplus:path, softplus_derivative: $softplus_derivative:path) => {
         impl ElementFunctions for $t {
+            $(
+                #[inline(always)]
+                fn $name<const FMA: bool>(x: Self) -> Self {
+                    $path(x)
+                }
+            )*
             #[inline(always)]
-            fn sigmoid<const FMA: bool>(x: Self) -> Self {
-                $module::sigmoid::<$($generic,)? FMA>(x)
-            }
-            #[inline(always)]
-            fn softplus<const FMA: bool>(
-                x: Self,
-                beta: Self,
-                _inv_beta: Self,
-                threshold: Self,
-            ) -> Self {
-                impl_element_functions!(@softplus $module, $($generic)?, x, beta, _inv_beta, threshold)
+            fn softplus<const FMA: bool>(x: Self, beta: Self, threshold: Self) -> Self {
+                $softplus(x, beta, threshold)
             }
             #[inline(always)]
             fn softplus_derivative<const FMA: bool>(x: Self, beta: Self, threshold: Self) -> Self {
-                $module::softplus_derivative::<$($generic,)? FMA>(x, beta, threshold)
-            }
-            #[inline(always)]
-            fn erf<const FMA: bool>(x: Self) -> Self {
-                $module::erf::<$($generic,)? FMA>(x)
-            }
-            #[inline(always)]
-            fn erf_derivative<const FMA: bool>(x: Self) -> Self {
-                $module::erf_derivative::<$($generic,)? FMA>(x)
-            }
-            #[inline(always)]
-            fn gelu<const FMA: bool>(x: Self) -> Self {
-                $module::gelu::<$($generic,)? FMA>(x)
-            }
-            #[inline(always)]
-            fn gelu_derivative<const FMA: bool>(x: Self) -> Self {
-                $module::gelu_derivative::<$($generic,)? FMA>(x)
-            }
-            #[inline(always)]
-            fn gelu_tanh<const FMA: bool>(x: Self) -> Self {
-                $module::gelu_tanh::<$($generic,)? FMA>(x)
-            }
-            #[inline(always)]
-            fn gelu_tanh_derivative<const FMA: bool>(x: Self) -> Self {
-                $module::gelu_tanh_derivative::<$($generic,)? FMA>(x)
+                $softplus_derivative(x, beta, threshold)
             }
         }
     };
-    (@softplus wide, , $x:ident, $beta:ident, $inv_beta:ident, $threshold:ident) => {
-        wide::softplus::<FMA>($x, $beta, $threshold)
-    };
-    (@softplus functions, $generic:ty, $x:ident, $beta:ident, $inv_beta:ident, $threshold:ident) => {
-        functions::softplus::<$generic, FMA>($x, $beta, $inv_beta, $threshold)
-    };
 }
 
-impl_element_functions!(f32, wide,);
-impl_element_functions!(f64, functions, f64);
+impl_element_functions!(
+    f32,
+    unary: [
+        sigmoid => functions::sigmoid::<f32, FMA>,
+        erf => wide::erf::<FMA>,
+        erf_derivative => wide::erf_derivative::<FMA>,
+        gelu => wide::gelu::<FMA>,
+        gelu_derivative => wide::gelu_derivative::<FMA>,
+        gelu_tanh => wide::gelu_tanh::<FMA>,
+        gelu_tanh_derivative => wide::gelu_tanh_derivative::<FMA>
+    ],
+    softplus: functions::softplus::<f32, FMA>,
+    softplus_derivative: functions::softplus_derivative::<f32, FMA>
+);
+
+impl_element_functions!(
+    f64,
+    unary: [
+        sigmoid => functions::sigmoid::<f64, FMA>,
+        erf => functions::erf::<f64, FMA>,
+        erf_derivative => functions::erf_derivative::<f64, FMA>,
+        gelu => functions::gelu::<f64, FMA>,
+        gelu_derivative => functions::gelu_derivative::<f64, FMA>,
+        gelu_tanh => functions::gelu_tanh::<f64, FMA>,
+        gelu_tanh_derivative => functions::gelu_tanh_derivative::<f64, FMA>
+    ],
+    softplus: functions::softplus::<f64, FMA>,
+    softplus_derivative: functions::softplus_derivative::<f64, FMA>
+);
