@@ -232,7 +232,7 @@ def erf_fit(limit, deg):
                lambda z: w(z) if z > 0 else mp.sqrt(mp.pi) / 2, 0, mp.mpf(limit) ** 2, deg)
 
 
-def erfcx_fit(k, start, amax, deg):
+def erfcx_fit(k, start, amax, deg, amin=0):
     # erfcx(a) = e^(a²)·erfc(a) = P(u − start) with u = 1/(a + k), for 0 ≤ a ≤ amax, relative.
     # In u the function is analytic and flat (erfcx(a) ≈ 1/(a√π) for large a): the Möbius map
     # of Weideman's method, with u rather than (a − k)/(a + k) as the variable so that the
@@ -242,7 +242,7 @@ def erfcx_fit(k, start, amax, deg):
     def f(v):
         a = 1 / (v + start) - k
         return ERFCX(a)
-    return Fit(f, lambda v: 1 / f(v), 0, 1 / mp.mpf(k) - start, deg)
+    return Fit(f, lambda v: 1 / f(v), 0, 1 / (mp.mpf(amin) + k) - start, deg)
 
 
 def split(value, kind, bits=None):
@@ -290,8 +290,9 @@ def emit_gaussian_constants(kind, two_float):
 
 
 def emit_erf(kind, limit, deg, k, amax, erfcx_deg, split_constant):
-    const("ERF_POLY_LIMIT", "Below this |x|, erf uses the odd polynomial.", limit, kind)
-    emit("ERF", f"erf x = x + x·Σ cᵢ x²ⁱ for |x| ≤ {limit}.", erf_fit(limit, deg), kind)
+    if limit is not None:
+        const("ERF_POLY_LIMIT", "Below this |x|, erf uses the odd polynomial.", limit, kind)
+        emit("ERF", f"erf x = x + x·Σ cᵢ x²ⁱ for |x| ≤ {limit}.", erf_fit(limit, deg), kind)
     start = mp.mpf((f32 if kind == "f32" else f64)(1 / (amax + k)))
     const("ERFCX_K", "The shift k of the variable u = 1/(a + k) of the erfcx polynomial.", k, kind)
     const("ERFCX_START", "The expansion point of the erfcx polynomial: u at a = `ERFCX_MAX`.",
@@ -312,7 +313,7 @@ def main():
     print("#![allow(clippy::excessive_precision, clippy::approx_constant, clippy::unreadable_literal)]")
     print()
 
-    print("/// Native f32: exp, log, tanh and the functions built on them (sigmoid, softplus).")
+    print("/// Native f32: exp, log, tanh, erf and the functions built on them (sigmoid, softplus).")
     print("pub(crate) mod f32 {")
     emit("EXP", "eʳ = 1 + r + r²·Σ cᵢ rⁱ for |r| ≤ ln2/2.", exp_fit(4), "f32")
     emit("LOG", "ln(1 + f) = 2s + s·z·Σ cᵢ zⁱ with s = f/(2 + f), z = s², "
@@ -320,6 +321,18 @@ def main():
     const("TANH_POLY_LIMIT", "Below this |x|, tanh uses the odd polynomial.", 0.625, "f32")
     emit("TANH", "tanh x = x + x³·Σ cᵢ x²ⁱ for |x| ≤ 0.625.", tanh_fit(0.625, 4), "f32")
     emit_log2_constants("f32")
+    # erf needs erfc only where erf > 0.84 and below 4 (erf rounds to 1 above 3.92): a short
+    # erfcx polynomial, whose errors erf damps by erfc/erf ≤ 0.19.
+    const("ERF_POLY_LIMIT", "Below this |x|, erf uses the odd polynomial.", 1.0, "f32")
+    emit("ERF", "erf x = x + x·Σ cᵢ x²ⁱ for |x| ≤ 1.", erf_fit(1.0, 6), "f32")
+    start = mp.mpf(f32(1 / (mp.mpf(4) + 2)))
+    const("ERFCX_K", "The shift k of the variable u = 1/(a + k) of the erfcx polynomial.", 2, "f32")
+    const("ERFCX_START", "The expansion point of the erfcx polynomial: u at a = `ERFCX_MAX`.",
+          start, "f32")
+    const("ERFCX_MAX", "The largest a the erfcx polynomial is fitted for.", 4, "f32")
+    emit("ERFCX", "erfcx(a) = e^(a²)·erfc(a) = Σ cᵢ (u − start)ⁱ, u = 1/(a + 2), for "
+         "0.95 ≤ a ≤ 4 (erf only).", erfcx_fit(2, start, mp.mpf(4), 7, amin=mp.mpf(0.95)), "f32",
+         split_constant=True)
     print("}")
     print()
     print("/// Native f64: every kernel.")
@@ -334,11 +347,11 @@ def main():
     emit_gaussian_constants("f64", two_float=True)
     print("}")
     print()
-    print("/// The f32 erf family evaluated in f64 (`wide.rs`): f64 coefficients of fits to f32")
-    print("/// accuracy.")
+    print("/// gelu, gelu_tanh and the erf-family derivatives for f32, evaluated in f64 (`wide.rs`): f64")
+    print("/// coefficients of fits to f32 accuracy.")
     print("pub(crate) mod wide {")
     emit("EXP", "eʳ = 1 + r + r²·Σ cᵢ rⁱ for |r| ≤ ln2/2.", exp_fit(4), "f64")
-    emit_erf("f64", 0.75, 5, 3, mp.mpf(10.5), 10, split_constant=False)
+    emit_erf("f64", None, None, 3, mp.mpf(10.5), 10, split_constant=False)
     emit_gaussian_constants("f64", two_float=False)
     const("GELU_MAX", "gelu is computed for x clamped to ±GELU_MAX (= ERFCX_MAX·√2, rounded "
           "down): beyond, the f32 result is x or −0.", 14.8, "f64")

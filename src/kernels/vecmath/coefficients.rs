@@ -9,7 +9,7 @@
     clippy::unreadable_literal
 )]
 
-/// Native f32: exp, log, tanh and the functions built on them (sigmoid, softplus).
+/// Native f32: exp, log, tanh, erf and the functions built on them (sigmoid, softplus).
 pub(crate) mod f32 {
     /// eʳ = 1 + r + r²·Σ cᵢ rⁱ for |r| ≤ ln2/2.
     /// Weighted minimax error of these rounded coefficients: 3.19e-9.
@@ -40,6 +40,32 @@ pub(crate) mod f32 {
     pub(crate) const LN2_LO: f32 = 1.4286068e-06;
     /// 1/ln 2.
     pub(crate) const LOG2_E: f32 = 1.442695;
+    /// Below this |x|, erf uses the odd polynomial.
+    pub(crate) const ERF_POLY_LIMIT: f32 = 1.0;
+    /// erf x = x + x·Σ cᵢ x²ⁱ for |x| ≤ 1.
+    /// Weighted minimax error of these rounded coefficients: 1.42e-9.
+    pub(crate) const ERF: [f32; 7] = [
+        0.12837917,
+        -0.37612626,
+        0.11283579,
+        -0.026853347,
+        0.005187162,
+        -0.0007997853,
+        7.806903e-05,
+    ];
+    /// The shift k of the variable u = 1/(a + k) of the erfcx polynomial.
+    pub(crate) const ERFCX_K: f32 = 2.0;
+    /// The expansion point of the erfcx polynomial: u at a = `ERFCX_MAX`.
+    pub(crate) const ERFCX_START: f32 = 0.16666667;
+    /// The largest a the erfcx polynomial is fitted for.
+    pub(crate) const ERFCX_MAX: f32 = 4.0;
+    /// The low part of the constant term of `ERFCX` (the high part is `ERFCX[0]`).
+    pub(crate) const ERFCX_C0_LO: f32 = 5.2875166e-09;
+    /// erfcx(a) = e^(a²)·erfc(a) = Σ cᵢ (u − start)ⁱ, u = 1/(a + 2), for 0.95 ≤ a ≤ 4 (erf only).
+    /// Weighted minimax error of these rounded coefficients: 4.64e-10.
+    pub(crate) const ERFCX: [f32; 8] = [
+        0.13699946, 1.1658063, 2.6803563, 4.304329, 3.2726827, -3.2199433, -12.337045, 15.279427,
+    ];
 }
 
 /// Native f64: every kernel.
@@ -160,8 +186,8 @@ pub(crate) mod f64 {
     pub(crate) const GELU_TANH_C3K: f64 = 0.21406444881780073;
 }
 
-/// The f32 erf family evaluated in f64 (`wide.rs`): f64 coefficients of fits to f32
-/// accuracy.
+/// gelu, gelu_tanh and the erf-family derivatives for f32, evaluated in f64 (`wide.rs`): f64
+/// coefficients of fits to f32 accuracy.
 pub(crate) mod wide {
     /// eʳ = 1 + r + r²·Σ cᵢ rⁱ for |r| ≤ ln2/2.
     /// Weighted minimax error of these rounded coefficients: 3.06e-9.
@@ -171,18 +197,6 @@ pub(crate) mod wide {
         0.041668387100372246,
         0.008368710371107344,
         0.0013814635607540479,
-    ];
-    /// Below this |x|, erf uses the odd polynomial.
-    pub(crate) const ERF_POLY_LIMIT: f64 = 0.75;
-    /// erf x = x + x·Σ cᵢ x²ⁱ for |x| ≤ 0.75.
-    /// Weighted minimax error of these rounded coefficients: 1.42e-9.
-    pub(crate) const ERF: [f64; 6] = [
-        0.12837916549644124,
-        -0.37612618756732014,
-        0.11283376574857812,
-        -0.026834624606806665,
-        0.005114345640819055,
-        -0.0006749513929897968,
     ];
     /// The shift k of the variable u = 1/(a + k) of the erfcx polynomial.
     pub(crate) const ERFCX_K: f64 = 3.0;

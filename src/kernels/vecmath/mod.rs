@@ -1,69 +1,110 @@
 //! Vector math: transcendental functions over slices, vectorised with run-time dispatch.
 //!
-//! Every function here maps a slice to an output slice of the same length (or a slice in place),
-//! element by element, for `f32` and `f64`:
+//! Each function maps a slice `x` to an output slice of the same length (`*_in_place` variants
+//! overwrite `x`), element by element, for `f32` and `f64` (any `T: Float`, which has [`VecMath`]
+//! as a supertrait):
 //!
-//! | function | y | max error, f32 | max error, f64 |
+//! | function | y | max error f32 | max error f64 |
 //! |---|---|---|---|
-//! | [`exp`] | eˣ | ACCURACY_TABLE |
+//! | [`exp`] | eˣ | 1 ulp (0.78) | 1 ulp (1.00) |
+//! | [`log`] | ln x | 1 ulp (0.79) | 1 ulp (0.82) |
+//! | [`tanh`] | tanh x | 1 ulp (1.31) | 1 ulp (1.30) |
+//! | [`sigmoid`] | 1/(1 + e⁻ˣ) | 1 ulp (0.87; 1.27 baseline) | 1 ulp (1.01) |
+//! | [`erf`] | erf x | 1 ulp (1.12; 1.16 baseline) | 1 ulp (0.89; 1.08 baseline) |
+//! | [`gelu`] | x·Φ(x) | 1 ulp (0.57) | 2 ulp (1.59; 2.11 baseline) |
+//! | [`gelu_tanh`] | ½x(1 + tanh(√(2/π)(x + 0.044715x³))) | 1 ulp (0.55) | 1 ulp (1.16; 2 ulp, 1.80 baseline) |
+//! | [`softplus`] | x if βx > threshold, else ln(1 + e^(βx))/β | 1 ulp (1.26) for β = 1, 2 ulp (1.95) for other β | 1 ulp (1.37) |
 //!
-//! (errors in ulps of the exact result; see "Accuracy" below), and the fused backward kernels
-//! `out = g·f′(x)` that the ops need where f′ is not cheaper from the output:
-//! [`erf_backward`], [`gelu_backward`], [`gelu_tanh_backward`], [`softplus_backward`]. (The
-//! other derivatives come from the output: exp′ = y, tanh′ = 1 − y², σ′ = y(1 − y), log′ = 1/x.)
+//! and the backward kernels `out = g·f′(x)`, for the derivatives that are not cheaper from the
+//! output (exp′ = y, tanh′ = 1 − y², σ′ = y(1 − y) and log′ = 1/x are):
+//!
+//! | function | f′ | max error f32 | max error f64 |
+//! |---|---|---|---|
+//! | [`erf_backward`] | 2/√π·e^(−x²) | 1 ulp (0.55) | 1 ulp (1.00; 1.31 baseline) |
+//! | [`gelu_backward`] | Φ(x) + x·φ(x) | 1 ulp (0.55)* | 2 ulp (1.50; 2.12 baseline)* |
+//! | [`gelu_tanh_backward`] | σ(2u) + x·2u′·σ(2u)(1 − σ(2u)) | 1 ulp (0.55)* | 2 ulp (2.02); 3 ulp (2.58) baseline* |
+//! | [`softplus_backward`] | σ(βx), 1 above the threshold | 1 ulp (0.95; 1.40 baseline) | 1 ulp (1.00) |
+//!
+//! "n ulp (e)": n is the largest distance, in representable values, from the correctly rounded
+//! result (the bound the tests assert: 2 for the functions, 3 for the derivatives), e the largest
+//! error in ulps of the exact value; on the AVX2/AVX-512 paths unless "baseline" (the x86-64 path
+//! without FMA) says otherwise. *The derivatives of gelu change sign at x ≈ −0.75, where no
+//! relative bound can hold: there the error is in ulps of the larger of the two terms (Φ and
+//! x·φ), i.e. absolute ~2⁻²⁴ (f32) / 2⁻⁵³ (f64) of the function's scale.
 //!
 //! # How an op calls them
 //!
 //! ```ignore
-//! let mut out = Tensor::overwritable("gelu", x.shape().clone())?;
-//! vecmath::gelu(x.data(), out.data_mut());
-//! // backward:
+//! use crate::kernels::vecmath;
+//! // forward (T: Float): a fresh output, written once
+//! let mut y = Tensor::overwritable("gelu", x.shape().clone())?;
+//! vecmath::gelu(x.data(), y.data_mut());
+//! // backward: dx = g·gelu′(x), fused
 //! let mut dx = Tensor::overwritable("gelu", g.shape().clone())?;
 //! vecmath::gelu_backward(x.data(), g.data(), dx.data_mut());
+//! // or in place on a buffer the op owns
+//! vecmath::tanh_in_place(y.data_mut());
 //! ```
 //!
-//! The kernels split slices above [`crate::tensor::parallel`]'s threshold over threads at fixed
-//! chunk boundaries (the results do not depend on the thread count: each element is computed on
-//! its own). Slices of different lengths are a caller's bug: debug builds assert, release builds
-//! process the common prefix.
+//! The kernels split slices above [`crate::tensor::parallel`]'s threshold over threads, in chunks
+//! of [`crate::tensor::PARALLEL_CHUNK`] (the results do not depend on the thread count: each
+//! element is computed on its own). Slices of different lengths are a caller's bug: debug builds
+//! assert, release builds process the common prefix.
+//!
+//! # Semantics
+//!
+//! As PyTorch's functions, with these limits: NaN propagates; ±∞ give the limits (gelu(−∞) = −0
+//! and gelu(+∞) = +∞, where PyTorch's f32 kernel gives NaN for both, and gelu_tanh(−∞) = −0
+//! where PyTorch gives NaN); −0 stays −0 for tanh, erf, gelu and gelu_tanh; subnormal inputs and
+//! outputs are exact to the stated bounds (sigmoid(−100) is the subnormal 3.7e-44, not 0; gelu and
+//! gelu_tanh are accurate down to the underflow of the result, x ≈ −14 in f32, where PyTorch's
+//! ½x(1 + erf(x/√2)) and ½x(1 + tanh u) cancel to 0 from x ≈ −5.5). softplus takes its branch on
+//! β·x rounded to the type, as PyTorch does, and computes the rest with β·x exact, so it is
+//! accurate for any finite β ≠ 0 (the op checks β).
 //!
 //! # Dispatch
 //!
-//! [`pulp::Arch`] picks, at run time, AVX-512 (x86-64-v4), AVX2+FMA (v3) or the baseline
-//! (SSE2) and runs the same loop compiled for that instruction set; the element functions in
-//! [`functions`] are branch-free scalar code that LLVM vectorises inside each of those contexts
-//! (16 f32 lanes per instruction with AVX-512). On the baseline path `a·b + c` is not fused
-//! (see [`functions`]), and the accuracy bounds hold there too. No `unsafe` anywhere.
+//! [`pulp::Arch`] picks, at run time, AVX-512 (x86-64-v4), AVX2+FMA (v3) or the baseline x86-64
+//! path and runs the same loop compiled for that instruction set: the element functions are
+//! branch-free scalar code (every regime computed, the right one selected) that LLVM vectorises
+//! inside each context — 16 f32 lanes per instruction with AVX-512. On the baseline path
+//! `a·b + c` is not fused (`mul_add` would be a call into software emulation) and the few steps
+//! that need an exact product use Dekker's algorithm instead. No `unsafe` anywhere.
 //!
 //! # Algorithms
 //!
-//! Polynomial approximations after range reduction, as in Cephes and SLEEF, with coefficients
-//! fitted by `coefficients.py` (minimax, in 200-bit arithmetic):
-//! - exp: Cody–Waite reduction x = k·ln2 + r, eʳ by a degree-6 (f32) / 11 (f64) polynomial,
-//!   2^k applied as two factors so that subnormal results round once;
+//! Polynomials after range reduction, as in Cephes and SLEEF, with coefficients fitted by
+//! `coefficients.py` (weighted minimax in 200-bit arithmetic, coefficients rounded one at a time
+//! with refits):
+//! - exp: Cody–Waite reduction x = k·ln 2 + r, eʳ = 1 + r + r²P(r) with 1 + r kept exact, 2^k
+//!   applied as two factors so that subnormal results round once ([`functions`]);
 //! - log: x = 2^k·(1 + f) with 1 + f in [√½, √2), ln(1 + f) = 2s + s·R(s²), s = f/(2 + f);
 //! - tanh: an odd polynomial below |x| = 0.625, 1 − 2/(e^(2|x|) + 1) above;
-//! - sigmoid: 1/(1 + e^(−|x|)) or e^(−|x|)/(1 + e^(−|x|));
-//! - erf: an odd polynomial below |x| = 0.75, 1 − e^(−x²)·erfcx(|x|) above, erfcx = e^(x²)·erfc
-//!   by a polynomial in 1/(x + k) on [0, 10.5] (f32) / [0, 27.5] (f64);
-//! - gelu: x·Φ(x) = max(x, 0) − ½|x|·e^(−x²/2)·erfcx(|x|/√2), accurate down to the underflow of
-//!   the result (x ≈ −14 in f32, −38 in f64);
+//! - sigmoid: from e = e^(−|x|), 1/(1 + e) or e/(1 + e), with 1 + e and its reciprocal carried as
+//!   two-float sums and e folded in unrounded (each result rounded once);
+//! - erf: an odd polynomial below |x| = 1 (f32) / 0.75 (f64), 1 − e^(−x²)·erfcx(|x|) above, with
+//!   erfcx = e^(x²)·erfc a polynomial in 1/(|x| + k) (Weideman's variable);
+//! - gelu: x·Φ(x) = max(x, 0) − ½|x|·e^(−x²/2)·erfcx(|x|/√2);
 //! - gelu_tanh: x·σ(2u), u = √(2/π)(x + 0.044715x³) (equal to ½x(1 + tanh u), without the
 //!   cancellation of 1 + tanh u for x < 0);
-//! - softplus: (max(t, 0) + ln(1 + e^(−|t|)))/β with t = βx, x itself where t > threshold.
+//! - softplus: (max(t, 0) + ln(1 + e^(−|t|)))/β with t = βx; e^t·(1 − e^t/2 + e^(2t)/3)/β for
+//!   t < −6 (f32) / −13 (f64).
 //!
 //! Arguments of e^x that need more than one float (−x², −x²/2, 2u, βx) are carried as two-float
-//! sums, since an absolute error δ in the argument is a relative error δ of the result.
+//! sums: an absolute error δ in the argument is a relative error δ of the result, and these
+//! arguments reach hundreds. In f64, gelu's erfcx also takes its variable and its last two Horner
+//! steps in two-float arithmetic. In f32, gelu, gelu_tanh and the derivatives of the erf family are
+//! evaluated in f64 instead ([`wide`]): the same accuracy for less work than compensated f32.
 //!
-//! # Accuracy
+//! # Accuracy tests
 //!
-//! Errors are measured by the tests in `tests.rs`: for f32, against the f64 function rounded to
-//! f32, over every 97th f32 bit pattern (all 2³² with `cargo test --release -- --ignored`) on
-//! each instruction set the machine has; for f64, against correctly rounded values computed with
-//! mpmath (`tests/golden/vecmath.py`) and, over random and edge values, against std / the `libm`
-//! crate. Special values: NaN propagates, ±∞ give the limits, −0 stays −0 for the odd functions
-//! (tanh, erf, gelu, gelu_tanh keep the sign of zero as PyTorch does), subnormal inputs and outputs
-//! are handled.
+//! `tests.rs`: for f32, every 97th bit pattern of the 2³² (NaNs and infinities included) plus
+//! ±2000 values around each breakpoint, on every instruction set the machine has, against the f64
+//! function (std, or the `libm` crate for erf/erfc) rounded to f32 — and all 2³² with `cargo test
+//! --release --lib vecmath -- --ignored`; for f64, 2800 values per kernel against mpmath at 160
+//! bits (`tests/golden/vecmath.py`, log-uniform over each whole range and dense at the
+//! breakpoints), and a million random values per function against std / `libm` (within 3 ulps
+//! of those references, which are themselves within ~1–2 ulps).
 
 mod coefficients;
 mod functions;
@@ -126,11 +167,11 @@ pub enum Derivative<T> {
 /// The slice kernels of an element type: implemented for every [`Real`] (f32 and f64), and a
 /// supertrait of [`crate::Float`], so that code generic over `T: Float` reaches them.
 pub trait VecMath: Sized {
-    /// out[i] = f(x[i]).
+    /// `out[i]` = f(`x[i]`).
     fn vec_map(f: Function<Self>, x: &[Self], out: &mut [Self]);
-    /// x[i] = f(x[i]).
+    /// `x[i]` = f(`x[i]`).
     fn vec_map_in_place(f: Function<Self>, x: &mut [Self]);
-    /// out[i] = g[i]·f′(x[i]).
+    /// `out[i]` = `g[i]`·f′(`x[i]`).
     fn vec_map_derivative(f: Derivative<Self>, x: &[Self], g: &[Self], out: &mut [Self]);
 }
 
@@ -162,39 +203,39 @@ macro_rules! forward {
 }
 
 forward!(
-    /// out[i] = e^x[i]. Overflows to +∞ above ln(MAX), underflows through the subnormals to 0.
+    /// `out[i]` = e^`x[i]`. Overflows to +∞ above ln(MAX), underflows through the subnormals to 0.
     exp, exp_in_place, Exp
 );
 forward!(
-    /// out[i] = ln x[i]: −∞ at ±0, NaN below 0, +∞ at +∞; subnormal inputs are exact-exponent.
+    /// `out[i]` = ln `x[i]`: −∞ at ±0, NaN below 0, +∞ at +∞; subnormal inputs are exact-exponent.
     log, log_in_place, Log
 );
 forward!(
-    /// out[i] = tanh x[i]: odd (−0 ↦ −0), ±1 beyond |x| ≈ 9 (f32) / 19 (f64).
+    /// `out[i]` = tanh `x[i]`: odd (−0 ↦ −0), ±1 beyond |x| ≈ 9 (f32) / 19 (f64).
     tanh, tanh_in_place, Tanh
 );
 forward!(
-    /// out[i] = σ(x[i]) = 1/(1 + e^−x[i]), never overflowing; tiny results are subnormal, not 0.
+    /// `out[i]` = σ(`x[i]`) = 1/(1 + e^−`x[i]`), never overflowing; tiny results are subnormal, not 0.
     sigmoid, sigmoid_in_place, Sigmoid
 );
 forward!(
-    /// out[i] = erf x[i]: odd, ±1 beyond |x| ≈ 3.9 (f32) / 5.9 (f64).
+    /// `out[i]` = erf `x[i]`: odd, ±1 beyond |x| ≈ 3.9 (f32) / 5.9 (f64).
     erf, erf_in_place, Erf
 );
 forward!(
-    /// out[i] = x·Φ(x) (PyTorch's `F.gelu(x)`, `approximate='none'`), with Φ the standard normal
+    /// `out[i]` = x·Φ(x) (PyTorch's `F.gelu(x)`, `approximate='none'`), with Φ the standard normal
     /// CDF: relative accuracy all the way down to the underflow of the result for x < 0 (where
     /// PyTorch's ½x·(1 + erf(x/√2)) rounds to 0 below x ≈ −5.5 in f32).
     gelu, gelu_in_place, Gelu
 );
 forward!(
-    /// out[i] = ½x·(1 + tanh(√(2/π)·(x + 0.044715x³))) (PyTorch's `F.gelu(x,
+    /// `out[i]` = ½x·(1 + tanh(√(2/π)·(x + 0.044715x³))) (PyTorch's `F.gelu(x,
     /// approximate='tanh')`), computed as x·σ(2u): relative accuracy for x < 0 too, where
     /// PyTorch's formula cancels (to 0 below x ≈ −5 in f32).
     gelu_tanh, gelu_tanh_in_place, GeluTanh
 );
 
-/// out[i] = x[i] where β·x[i] > threshold, else (1/β)·ln(1 + e^(β·x[i])) — PyTorch's
+/// `out[i]` = `x[i]` where β·`x[i]` > threshold, else (1/β)·ln(1 + e^(β·`x[i]`)) — PyTorch's
 /// `F.softplus(x, beta, threshold)` (defaults β = 1, threshold = 20). β·x is formed exactly, so the
 /// result is accurate for any β ≠ 0 (the caller checks β).
 pub(crate) fn softplus<T: VecMath>(x: &[T], beta: T, threshold: T, out: &mut [T]) {
@@ -210,24 +251,24 @@ pub(crate) fn softplus_in_place<T: VecMath>(x: &mut [T], beta: T, threshold: T) 
     T::vec_map_in_place(Function::Softplus { beta, threshold }, x);
 }
 
-/// out[i] = g[i]·2/√π·e^(−x[i]²), the backward of [`erf`].
+/// `out[i]` = `g[i]`·2/√π·e^(−`x[i]`²), the backward of [`erf`].
 pub(crate) fn erf_backward<T: VecMath>(x: &[T], g: &[T], out: &mut [T]) {
     T::vec_map_derivative(Derivative::Erf, x, g, out);
 }
 
-/// out[i] = g[i]·(Φ(x[i]) + x[i]·φ(x[i])), the backward of [`gelu`] (PyTorch's
+/// `out[i]` = `g[i]`·(Φ(`x[i]`) + `x[i]`·φ(`x[i]`)), the backward of [`gelu`] (PyTorch's
 /// `gelu_backward(g, x)`).
 pub(crate) fn gelu_backward<T: VecMath>(x: &[T], g: &[T], out: &mut [T]) {
     T::vec_map_derivative(Derivative::Gelu, x, g, out);
 }
 
-/// out[i] = g[i]·d/dx gelu_tanh(x[i]), the backward of [`gelu_tanh`] (PyTorch's
+/// `out[i]` = `g[i]`·d/dx gelu_tanh(`x[i]`), the backward of [`gelu_tanh`] (PyTorch's
 /// `gelu_backward(g, x, approximate='tanh')`).
 pub(crate) fn gelu_tanh_backward<T: VecMath>(x: &[T], g: &[T], out: &mut [T]) {
     T::vec_map_derivative(Derivative::GeluTanh, x, g, out);
 }
 
-/// out[i] = g[i]·σ(β·x[i]), or g[i] where β·x[i] > threshold — the backward of [`softplus`]
+/// `out[i]` = `g[i]`·σ(β·`x[i]`), or `g[i]` where β·`x[i]` > threshold — the backward of [`softplus`]
 /// (PyTorch's `softplus_backward`).
 pub(crate) fn softplus_backward<T: VecMath>(
     x: &[T],
@@ -297,16 +338,19 @@ kernel!(ErfKernel, T::erf::<FMA>);
 kernel!(GeluKernel, T::gelu::<FMA>);
 kernel!(GeluTanhKernel, T::gelu_tanh::<FMA>);
 
+/// softplus; with `UNIT`, β = 1 as a constant, so that the compiler drops the multiplications
+/// and divisions by β (PyTorch's default, and by far the most common case).
 #[derive(Clone, Copy)]
-struct SoftplusKernel<T> {
+struct SoftplusKernel<T, const UNIT: bool> {
     beta: T,
     threshold: T,
 }
 
-impl<T: ElementFunctions> Kernel<T> for SoftplusKernel<T> {
+impl<T: ElementFunctions, const UNIT: bool> Kernel<T> for SoftplusKernel<T, UNIT> {
     #[inline(always)]
     fn eval<const FMA: bool>(self, x: T) -> T {
-        T::softplus::<FMA>(x, self.beta, self.threshold)
+        let beta = if UNIT { T::ONE } else { self.beta };
+        T::softplus::<FMA>(x, beta, self.threshold)
     }
 }
 
@@ -350,8 +394,11 @@ pub(crate) fn map_with<T: ElementFunctions>(arch: Arch, f: Function<T>, x: &[T],
         Function::Erf => map_kernel(arch, ErfKernel, x, out),
         Function::Gelu => map_kernel(arch, GeluKernel, x, out),
         Function::GeluTanh => map_kernel(arch, GeluTanhKernel, x, out),
+        Function::Softplus { beta, threshold } if beta == T::ONE => {
+            map_kernel(arch, SoftplusKernel::<T, true> { beta, threshold }, x, out)
+        }
         Function::Softplus { beta, threshold } => {
-            map_kernel(arch, SoftplusKernel { beta, threshold }, x, out)
+            map_kernel(arch, SoftplusKernel::<T, false> { beta, threshold }, x, out)
         }
     }
 }
@@ -366,8 +413,11 @@ pub(crate) fn map_in_place_with<T: ElementFunctions>(arch: Arch, f: Function<T>,
         Function::Erf => map_in_place_kernel(arch, ErfKernel, x),
         Function::Gelu => map_in_place_kernel(arch, GeluKernel, x),
         Function::GeluTanh => map_in_place_kernel(arch, GeluTanhKernel, x),
+        Function::Softplus { beta, threshold } if beta == T::ONE => {
+            map_in_place_kernel(arch, SoftplusKernel::<T, true> { beta, threshold }, x)
+        }
         Function::Softplus { beta, threshold } => {
-            map_in_place_kernel(arch, SoftplusKernel { beta, threshold }, x)
+            map_in_place_kernel(arch, SoftplusKernel::<T, false> { beta, threshold }, x)
         }
     }
 }

@@ -209,7 +209,7 @@ pub(crate) trait Gaussian: Real {
     const ERFCX_K: Self;
     const ERFCX_START: Self;
     const ERFCX_MAX: Self;
-    /// erfcx(a) = Σ ERFCX[i]·wⁱ, with the constant term ERFCX[0] + ERFCX_C0_LO.
+    /// erfcx(a) = Σ `ERFCX[i]`·wⁱ, with the constant term `ERFCX[0]` + `ERFCX_C0_LO`.
     const ERFCX: &'static [Self];
     const ERFCX_C0_LO: Self;
     const FRAC_1_SQRT_2: Self;
@@ -248,8 +248,9 @@ impl Gaussian for f64 {
     const GELU_TANH_MAX: Self = 23.0;
 }
 
-/// The element functions whose implementation depends on the type: f32 evaluates the erf family
-/// in f64 ([`wide`]), f64 everything natively ([`functions`]).
+/// The element functions whose implementation depends on the type: f32 evaluates gelu,
+/// gelu_tanh and the derivatives of the erf family in f64 ([`wide`]) and erf with a short
+/// polynomial, f64 everything natively ([`functions`]).
 pub(crate) trait ElementFunctions: Real {
     fn sigmoid<const FMA: bool>(x: Self) -> Self;
     fn softplus<const FMA: bool>(x: Self, beta: Self, threshold: Self) -> Self;
@@ -288,7 +289,7 @@ impl_element_functions!(
     f32,
     unary: [
         sigmoid => functions::sigmoid::<f32, FMA>,
-        erf => wide::erf::<FMA>,
+        erf => functions::erf_f32::<FMA>,
         erf_derivative => wide::erf_derivative::<FMA>,
         gelu => wide::gelu::<FMA>,
         gelu_derivative => wide::gelu_derivative::<FMA>,

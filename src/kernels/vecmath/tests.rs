@@ -854,3 +854,62 @@ fn backward_kernels_scale_by_the_incoming_gradient() {
         }
     }
 }
+
+/// f64 over a million random values per function (log-uniform magnitudes over the whole range,
+/// both signs) against std / the `libm` crate. Those references have errors of their own (glibc's
+/// exp and log are within 1 ulp, tanh and the `libm` crate's erf within ~1–2), so this bounds the
+/// distance to them by 3 ulps; the bound against exact values is the mpmath test's.
+#[test]
+fn f64_near_std_and_libm_on_random_values() {
+    use rand::{RngExt, SeedableRng};
+    let count = if cfg!(debug_assertions) {
+        20_000
+    } else {
+        1_000_000
+    };
+    let mut rng = rand_pcg::Pcg64::seed_from_u64(11);
+    type Case = (Function<f64>, fn(f64) -> f64, f64);
+    let cases: [Case; 5] = [
+        (Function::Exp, f64::exp, 709.0),
+        (Function::Log, f64::ln, 1e308),
+        (Function::Tanh, f64::tanh, 30.0),
+        (Function::Erf, libm::erf, 7.0),
+        (Function::Sigmoid, sigmoid_f64, 745.0),
+    ];
+    for (f, reference, max) in cases {
+        let x: Vec<f64> = (0..count)
+            .map(|_| {
+                let magnitude = max.ln() + rng.random_range(-700.0f64..0.0);
+                let v = magnitude.exp();
+                if f == Function::Log || rng.random_range(0..2) == 0 {
+                    v
+                } else {
+                    -v
+                }
+            })
+            .collect();
+        for (arch_name, arch) in arches() {
+            let mut y = vec![0.0; x.len()];
+            map_with(arch, f, &x, &mut y);
+            let worst = x
+                .iter()
+                .zip(&y)
+                .map(|(&x, &y)| {
+                    let r = reference(x);
+                    ((ordered_f64(y) - ordered_f64(r)).unsigned_abs(), x)
+                })
+                .max_by_key(|&(d, _)| d)
+                .unwrap_or((0, 0.0));
+            println!(
+                "{f:?} f64 {arch_name}: {} ulp from std/libm (at {:e})",
+                worst.0, worst.1
+            );
+            assert!(
+                worst.0 <= 3,
+                "{f:?} on {arch_name}: {} ulp at {:e}",
+                worst.0,
+                worst.1
+            );
+        }
+    }
+}

@@ -1,5 +1,5 @@
-//! The f32 kernels of the erf family (erf, gelu, gelu_tanh and their derivatives), evaluated in f64
-//! and rounded once at the end.
+//! The f32 kernels gelu, gelu_tanh and the derivatives of the erf family, evaluated in f64 and
+//! rounded once at the end.
 //!
 //! In f32 arithmetic these functions lose several ulps to effects that need compensated
 //! (two-float) arithmetic to avoid: the rounding of x² inside e^(−x²) (an absolute error δ of the
@@ -76,20 +76,6 @@ fn exp<const FMA: bool>(x: f64) -> f64 {
 fn erfcx<const FMA: bool>(a: f64) -> f64 {
     let w = recip::<FMA>(a + c::ERFCX_K) - c::ERFCX_START;
     horner::<FMA>(w, &c::ERFCX)
-}
-
-#[inline(always)]
-pub(crate) fn erf<const FMA: bool>(x: f32) -> f32 {
-    let x = f64::from(x);
-    let small = fma::<FMA>(x, horner::<FMA>(x * x, &c::ERF), x);
-    let a = clamp(x.abs(), 0.0, c::ERFCX_MAX);
-    let large = (1.0 - exp::<FMA>(-a * a) * erfcx::<FMA>(a)).copysign(x);
-    let y = if x.abs() < c::ERF_POLY_LIMIT {
-        small
-    } else {
-        large
-    };
-    y as f32
 }
 
 #[inline(always)]
