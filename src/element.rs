@@ -18,6 +18,7 @@ mod sealed {
 pub trait Float:
     sealed::Sealed
     + crate::kernels::pool::Pooled
+    + crate::kernels::vecmath::VecMath
     + Copy
     + Default
     + PartialEq
@@ -88,6 +89,12 @@ pub trait Float:
     /// gradient, as PyTorch's `threshold_backward` does).
     #[doc(hidden)]
     fn relu_words(x: &[Self], out: &mut [Self]) -> crate::Result<Vec<u64>>;
+    /// The vector math kernel named `name` ("exp", "log", "tanh", "sigmoid", "erf", "gelu",
+    /// "gelu_tanh", "softplus", "erf_backward", "gelu_backward", "gelu_tanh_backward",
+    /// "softplus_backward") as `(x, g, out)`; the forward kernels ignore `g`. The kernels are
+    /// crate-private (`kernels::vecmath`); this exists for `benches/vecmath.rs` only.
+    #[doc(hidden)]
+    fn vecmath_kernel(name: &str) -> Option<crate::kernels::vecmath::SliceKernel<Self>>;
     /// A draw from the standard normal distribution.
     fn standard_normal<R: Rng + ?Sized>(rng: &mut R) -> Self;
     /// A draw from the uniform distribution on `[0, 1)`.
@@ -238,6 +245,9 @@ macro_rules! impl_float {
                     words.push(word);
                 }
                 Ok(words)
+            }
+            fn vecmath_kernel(name: &str) -> Option<crate::kernels::vecmath::SliceKernel<Self>> {
+                crate::kernels::vecmath::kernel_by_name(name)
             }
             fn standard_normal<R: Rng + ?Sized>(rng: &mut R) -> Self {
                 StandardNormal.sample(rng)

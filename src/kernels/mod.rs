@@ -3,3 +3,4 @@
 pub(crate) mod gemm;
 pub(crate) mod pool;
 pub(crate) mod sum;
+pub(crate) mod vecmath;

@@ -76,8 +76,8 @@ pub(crate) use nll::nll_mean;
 pub use nll::{CrossEntropyOptions, NllOptions, Reduction};
 pub use norm::RunningStats;
 pub use pool::{AvgPool2dOptions, MaxPool2dOptions};
-pub use vector_norm::NormOrd;
 pub(crate) use softmax::log_softmax_rows;
+pub use vector_norm::NormOrd;
 
 /// Gradients for an op's inputs, in input order; `None` where an input needs none.
 pub type InputGrads<T> = SmallVec<[Option<Tensor<T>>; 2]>;
