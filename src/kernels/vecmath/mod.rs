@@ -100,8 +100,8 @@
 //!
 //! `tests.rs`: for f32, every 97th bit pattern of the 2³² (NaNs and infinities included) plus
 //! ±2000 values around each breakpoint, on every instruction set the machine has, against the f64
-//! function (std, or the `libm` crate for erf/erfc) rounded to f32 — and all 2³² with `TAPEGRAD_VECMATH_STRIDE=1
-//! cargo test --release --lib vecmath`; for f64, 2800 values per kernel against mpmath at 160
+//! function (std, or the `libm` crate for erf/erfc) rounded to f32 — and all 2³² with
+//! `TAPEGRAD_VECMATH_STRIDE=1 cargo test --release --lib vecmath`; for f64, 2800 values per kernel against mpmath at 160
 //! bits (`tests/golden/vecmath.py`, log-uniform over each whole range and dense at the
 //! breakpoints), and a million random values per function against std / `libm` (within 3 ulps
 //! of those references, which are themselves within ~1–2 ulps).
