@@ -60,7 +60,7 @@ fn ops(c: &mut Criterion) {
             bench.iter(|| {
                 let tape = Tape::new();
                 let out = op(tape.param(&x), tape.param(&y), &mut rng).unwrap();
-                black_box(out.sum().unwrap().backward().unwrap());
+                let _ = black_box(out.sum().unwrap().backward().unwrap());
             })
         });
     }
@@ -68,7 +68,7 @@ fn ops(c: &mut Criterion) {
         bench.iter(|| {
             let tape = Tape::new();
             let out = tape.param(&x).add(tape.param(&bias)).unwrap();
-            black_box(out.sum().unwrap().backward().unwrap());
+            let _ = black_box(out.sum().unwrap().backward().unwrap());
         })
     });
     let ids: Vec<usize> = (0..N).map(|i| (i * 37) % N).collect();
@@ -93,7 +93,7 @@ fn ops(c: &mut Criterion) {
             bench.iter(|| {
                 let tape = Tape::new();
                 let out = op(tape.param(&x)).unwrap();
-                black_box(out.sum().unwrap().backward().unwrap());
+                let _ = black_box(out.sum().unwrap().backward().unwrap());
             })
         });
     }
@@ -101,7 +101,7 @@ fn ops(c: &mut Criterion) {
         bench.iter(|| {
             let tape = Tape::new();
             let loss = tape.param(&x).cross_entropy(&labels).unwrap();
-            black_box(loss.backward().unwrap());
+            let _ = black_box(loss.backward().unwrap());
         })
     });
     group.finish();
@@ -155,7 +155,7 @@ fn batched(c: &mut Criterion) {
     group.bench_function("bmm_64x128x64x128_forward", |bench| {
         bench.iter(|| {
             let tape = Tape::<f32>::no_grad();
-            black_box(tape.param(&a).matmul(tape.param(&b)).unwrap());
+            let _ = black_box(tape.param(&a).matmul(tape.param(&b)).unwrap());
         })
     });
     let q = Param::new(
@@ -167,7 +167,7 @@ fn batched(c: &mut Criterion) {
             let tape = Tape::new();
             let x = tape.param(&q);
             let s = x.matmul(x.transpose(1, 2).unwrap()).unwrap();
-            black_box(s.sum().unwrap().backward().unwrap());
+            let _ = black_box(s.sum().unwrap().backward().unwrap());
         })
     });
     group.finish();

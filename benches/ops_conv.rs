@@ -128,7 +128,7 @@ fn step(w: &Workload) {
     let tape = Tape::new();
     let vars: Vec<Var<'_, f32>> = w.params.iter().map(|p| tape.param(p)).collect();
     let out = (w.step)(&vars).unwrap();
-    black_box(out.sum().unwrap().backward().unwrap());
+    let _ = black_box(out.sum().unwrap().backward().unwrap());
 }
 
 fn conv_benches(c: &mut Criterion) {

@@ -70,7 +70,7 @@ fn elementwise(c: &mut Criterion) {
                 let tape = Tape::new();
                 let m = tape.constant(mask.clone());
                 let out = op(tape.param(&x), tape.param(&p), m).unwrap();
-                black_box(out.sum().unwrap().backward().unwrap());
+                let _ = black_box(out.sum().unwrap().backward().unwrap());
             })
         });
     }

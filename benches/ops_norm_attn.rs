@@ -43,7 +43,7 @@ fn headline(c: &mut Criterion) {
                     .param(&x)
                     .layer_norm(&[768], Some(tape.param(&w)), Some(tape.param(&b)), 1e-5)
                     .unwrap();
-                black_box(y.sum().unwrap().backward().unwrap());
+                let _ = black_box(y.sum().unwrap().backward().unwrap());
             })
         });
         group.bench_function(format!("attention_8x4x128x32/t{threads}"), |bench| {
@@ -60,7 +60,7 @@ fn headline(c: &mut Criterion) {
                         &mut rng,
                     )
                     .unwrap();
-                black_box(out.sum().unwrap().backward().unwrap());
+                let _ = black_box(out.sum().unwrap().backward().unwrap());
             })
         });
     }
@@ -96,7 +96,7 @@ fn others(c: &mut Criterion) {
                 .param(&x)
                 .rms_norm(&[768], Some(tape.param(&w)), None)
                 .unwrap();
-            black_box(y.sum().unwrap().backward().unwrap());
+            let _ = black_box(y.sum().unwrap().backward().unwrap());
         })
     });
     group.bench_function("batch_norm_train_32x64x16x16/t1", |bench| {
@@ -117,7 +117,7 @@ fn others(c: &mut Criterion) {
                     1e-5,
                 )
                 .unwrap();
-            black_box(y.sum().unwrap().backward().unwrap());
+            let _ = black_box(y.sum().unwrap().backward().unwrap());
         })
     });
     group.bench_function("attention_padding_mask_dropout_8x4x128x32/t1", |bench| {
@@ -135,7 +135,7 @@ fn others(c: &mut Criterion) {
                     &mut rng,
                 )
                 .unwrap();
-            black_box(out.sum().unwrap().backward().unwrap());
+            let _ = black_box(out.sum().unwrap().backward().unwrap());
         })
     });
     group.finish();
@@ -174,7 +174,7 @@ fn print_fastest() {
                 .param(&x)
                 .layer_norm(&[768], Some(tape.param(&w)), Some(tape.param(&b)), 1e-5)
                 .unwrap();
-            black_box(y.sum().unwrap().backward().unwrap());
+            let _ = black_box(y.sum().unwrap().backward().unwrap());
         });
         let attention = fastest(20, || {
             let tape = Tape::new();
@@ -189,7 +189,7 @@ fn print_fastest() {
                     &mut rng,
                 )
                 .unwrap();
-            black_box(out.sum().unwrap().backward().unwrap());
+            let _ = black_box(out.sum().unwrap().backward().unwrap());
         });
         println!(
             "tapegrad threads {threads} layer_norm_4096x768 {ln:.3} ms attention_8x4x128x32 {attention:.3} ms"

@@ -50,7 +50,7 @@ fn reductions(c: &mut Criterion) {
                 bench.iter(|| {
                     let tape = Tape::new();
                     let out = op(tape.param(input), axis).unwrap();
-                    black_box(out.sum().unwrap().backward().unwrap());
+                    let _ = black_box(out.sum().unwrap().backward().unwrap());
                 })
             });
         }

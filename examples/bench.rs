@@ -142,7 +142,7 @@ fn matmul_1024() -> Result<Measured> {
     );
     let us = time_steps(3, 10, || {
         let tape = Tape::no_grad();
-        black_box(tape.param(&a).matmul(tape.param(&b))?);
+        let _ = black_box(tape.param(&a).matmul(tape.param(&b))?);
         Ok(())
     })?;
     let gflops = 2.0 * 1024f64.powi(3) / us / 1e3;

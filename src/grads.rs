@@ -39,6 +39,7 @@ fn merge_repeated_params<G>(
 /// values have one too when the pass was run with
 /// [`BackwardOptions::keep_intermediate`](crate::BackwardOptions::keep_intermediate).
 #[derive(Clone, Debug)]
+#[must_use = "a backward pass's gradients do nothing unless they are read"]
 pub struct Gradients<T: Float> {
     tape_id: u64,
     grads: Vec<Option<Tensor<T>>>,
@@ -136,6 +137,7 @@ impl<T: Float> Gradients<T> {
 /// Gradients of a backward pass that was itself recorded on the tape (see
 /// [`Var::backward_graph`]): each is a `Var` that can be differentiated again.
 #[derive(Debug)]
+#[must_use = "a backward pass's gradients do nothing unless they are read"]
 pub struct GraphGradients<'t, T: Float> {
     tape: &'t Tape<T>,
     grads: Vec<Option<Var<'t, T>>>,

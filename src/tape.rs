@@ -620,6 +620,7 @@ impl<T: Float> BackwardOptions<T> {
 ///
 /// Every op is a method on `Var` that records a node and returns the new `Var`.
 #[derive(Copy, Clone)]
+#[must_use = "an op's result does nothing unless it is used"]
 pub struct Var<'t, T: Float> {
     pub(crate) id: NodeId,
     pub(crate) tape: &'t Tape<T>,

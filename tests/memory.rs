@@ -86,7 +86,7 @@ fn the_tape_is_freed_every_step_and_ten_thousand_steps_do_not_grow() {
     let tape = tapegrad::Tape::<f32>::new();
     let h = tape.leaf(tapegrad::Tensor::ones(&[128, 64]).unwrap());
     let before = live();
-    h.dropout(0.5, &mut rng).unwrap();
+    let _ = h.dropout(0.5, &mut rng).unwrap();
     assert_eq!(tape.saved_bytes(), 128 * 64 / 8 + 4);
     let added = live() - before;
     // The output (32 KiB of f32), the mask (1 KiB), and the node's small bookkeeping.

@@ -546,7 +546,8 @@ fn batch_norm_running_statistics_by_hand() {
         mean: &mut m,
         var: &mut v,
     };
-    tape.constant(x.clone())
+    let _ = tape
+        .constant(x.clone())
         .batch_norm(None, None, Some(stats), true, 0.0, 1e-5)
         .unwrap();
     assert_eq!((m, v), before);
@@ -555,7 +556,8 @@ fn batch_norm_running_statistics_by_hand() {
         mean: &mut m,
         var: &mut v,
     };
-    tape.constant(x)
+    let _ = tape
+        .constant(x)
         .batch_norm(None, None, Some(stats), true, 1.0, 1e-5)
         .unwrap();
     assert_close(m.data(), &[4.0, 3.0], 1e-15);

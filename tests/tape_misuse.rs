@@ -73,7 +73,7 @@ impl Backward<f64> for NestedBackward {
         g: Var<'t, f64>,
     ) -> Result<InputVars<'t, f64>> {
         // Misuse: a plain backward (which would release the saved state) in the middle of a walk.
-        cx.input(0).sum()?.backward()?;
+        let _nested = cx.input(0).sum()?.backward()?;
         Ok(smallvec![Some(g.mul(cx.input(0).mul_scalar(2.0)?)?)])
     }
 }
