@@ -112,6 +112,8 @@ mod guide {
     struct HigherOrder;
     #[doc = include_str!("../docs/performance.md")]
     struct Performance;
+    #[doc = include_str!("../docs/models.md")]
+    struct Models;
     #[doc = include_str!("../docs/reliability.md")]
     struct Reliability;
     #[doc = include_str!("../docs/README.md")]
