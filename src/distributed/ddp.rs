@@ -10,6 +10,7 @@ use crate::grads::Gradients;
 use crate::nn::Module;
 use crate::optim::GradSource;
 use crate::param::{Buffer, Param, ParamId};
+use crate::shape::Shape;
 use crate::tensor::Tensor;
 
 /// How tensors are cut into the flat buckets one collective call each moves: the tensors, in a
@@ -192,6 +193,9 @@ impl<T: Float> GradSource<T> for AveragedGradients<T> {
 pub struct DistributedDataParallel<T: Float> {
     params: Vec<(String, Param<T>)>,
     buffers: Vec<(String, Buffer<T>)>,
+    /// The shapes of the parameters, then the buffers, when the wrapper was made: the layout
+    /// every rank agreed on.
+    shapes: Vec<Shape>,
     grad_layout: BucketLayout,
     state_layout: BucketLayout,
     send: Vec<T>,
@@ -250,7 +254,13 @@ impl<T: Float> DistributedDataParallel<T> {
         }
         dist.check_same(op, "the model layout", fingerprint.finish())?;
 
+        let shapes = params
+            .iter()
+            .map(|(_, p)| p.shape())
+            .chain(buffers.iter().map(|(_, b)| b.shape()))
+            .collect();
         let mut ddp = DistributedDataParallel {
+            shapes,
             params,
             buffers,
             grad_layout,
@@ -295,9 +305,6 @@ impl<T: Float> DistributedDataParallel<T> {
     /// PyTorch's `broadcast_buffers=True`).
     pub fn broadcast_state(&mut self, dist: &Distributed) -> Result<()> {
         let op = "DistributedDataParallel::broadcast_state";
-        if dist.world_size() == 1 {
-            return Ok(());
-        }
         self.reserve(op)?;
         let values: Vec<std::sync::Arc<Tensor<T>>> = self
             .params
@@ -305,6 +312,9 @@ impl<T: Float> DistributedDataParallel<T> {
             .map(|(_, p)| p.value())
             .chain(self.buffers.iter().map(|(_, b)| b.value()))
             .collect();
+        for (v, shape) in values.iter().zip(&self.shapes) {
+            self.check_shape(op, shape, v)?;
+        }
         let mut fresh = values
             .iter()
             .map(|v| v.try_clone())
@@ -333,7 +343,7 @@ impl<T: Float> DistributedDataParallel<T> {
 
     /// Averages one backward pass's parameter gradients over all ranks (see the type's docs).
     /// Every rank must call it once per step. Fails with [`Error::ShapeMismatch`] if a gradient's
-    /// shape is not its parameter's (the parameter was replaced since the wrapper was made).
+    /// shape is not the one its parameter had when the wrapper was made.
     ///
     /// The gradients are consumed: their tensors are reused for the averages.
     pub fn reduce(
@@ -346,17 +356,10 @@ impl<T: Float> DistributedDataParallel<T> {
         // Which parameters have a gradient somewhere: a count per parameter, summed over ranks
         // (exact in floating point for any realistic world size).
         let mut local: Vec<Option<Tensor<T>>> = Vec::with_capacity(self.params.len());
-        for (_, p) in &self.params {
+        for ((_, p), shape) in self.params.iter().zip(&self.shapes) {
             let g = grads.take_param(p);
             if let Some(g) = &g {
-                let shape = p.shape();
-                if g.shape() != &shape {
-                    return Err(Error::ShapeMismatch {
-                        op,
-                        lhs: shape,
-                        rhs: g.shape().clone(),
-                    });
-                }
+                self.check_shape(op, shape, g)?;
             }
             local.push(g);
         }
@@ -367,12 +370,12 @@ impl<T: Float> DistributedDataParallel<T> {
         let mut counts = Vec::new();
         dist.all_reduce_sum(&mut present, &mut counts)?;
         let mut full = Vec::with_capacity(local.len());
-        for (g, (_, p)) in local.into_iter().zip(&self.params) {
+        for (g, shape) in local.into_iter().zip(&self.shapes) {
             // Missing here: zeros in its place (if no rank has one, `count` is 0 and the
             // placeholder is dropped at the end).
             full.push(match g {
                 Some(g) => g,
-                None => Tensor::zeros(p.shape().dims())?,
+                None => Tensor::zeros(shape.dims())?,
             });
         }
         let world = T::from_f64(dist.world_size() as f64);
@@ -400,6 +403,20 @@ impl<T: Float> DistributedDataParallel<T> {
             .map(|(((_, p), g), _)| (p.id(), g))
             .collect();
         Ok(AveragedGradients { grads })
+    }
+
+    /// Fails with [`Error::ShapeMismatch`] unless `tensor` has the shape the ranks agreed on
+    /// (a parameter replaced by one of another shape after the wrapper was made).
+    fn check_shape(&self, op: &'static str, agreed: &Shape, tensor: &Tensor<T>) -> Result<()> {
+        if tensor.shape() == agreed {
+            Ok(())
+        } else {
+            Err(Error::ShapeMismatch {
+                op,
+                lhs: agreed.clone(),
+                rhs: tensor.shape().clone(),
+            })
+        }
     }
 
     /// A fingerprint of the exact bits of every parameter and buffer: equal on every rank while
