@@ -361,10 +361,29 @@ fn bench(dist: &Distributed) -> Result<()> {
         }
     }
     let [compute, wait, reduce] = best.unwrap_or_default();
+    // The all-reduce alone, without the training step around it: 1 MiB and the gradient size,
+    // fastest of 20 calls each.
+    let mut alone = Vec::new();
+    for bytes in [1 << 20, ddp.bucket_layout().total_elements() * 4] {
+        let mut send = vec![1.0f32; bytes / 4];
+        let mut recv = Vec::new();
+        let mut fastest = f64::INFINITY;
+        for _ in 0..20 {
+            dist.barrier();
+            let t = Instant::now();
+            dist.all_reduce_sum(&mut send, &mut recv)?;
+            fastest = fastest.min(t.elapsed().as_secs_f64());
+        }
+        alone.push(format!(
+            "\"allreduce_alone_{bytes}_bytes_us\": {:.0}, \"allreduce_alone_{bytes}_bytes_gb_per_s\": {:.2}",
+            fastest * 1e6,
+            bytes as f64 / fastest / 1e9
+        ));
+    }
     let total = compute + wait + reduce;
     let bytes = ddp.bucket_layout().total_elements() * 4;
     dist.log(format!(
-        "{{\"workload\": \"mlp_1024x784x1024x10\", \"processes\": {world}, \"threads\": {}, \"us_per_step\": {:.0}, \"compute_us\": {:.0}, \"wait_us\": {:.0}, \"allreduce_us\": {:.0}, \"allreduce_share\": {:.3}, \"allreduce_bytes\": {bytes}, \"buckets\": {}}}",
+        "{{\"workload\": \"mlp_1024x784x1024x10\", \"processes\": {world}, \"threads\": {}, \"us_per_step\": {:.0}, \"compute_us\": {:.0}, \"wait_us\": {:.0}, \"allreduce_us\": {:.0}, \"allreduce_share\": {:.3}, \"allreduce_bytes\": {bytes}, \"buckets\": {}, {}}}",
         tapegrad::num_threads(),
         total * 1e6,
         compute * 1e6,
@@ -372,6 +391,7 @@ fn bench(dist: &Distributed) -> Result<()> {
         reduce * 1e6,
         reduce / total,
         ddp.bucket_layout().num_buckets(),
+        alone.join(", "),
     ));
     Ok(())
 }

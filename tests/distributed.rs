@@ -207,8 +207,9 @@ fn local_world_averages_to_the_gradients_themselves() {
     let m = model(1);
     // Buckets of 16 bytes: the gradients straddle many buckets.
     let mut ddp = DistributedDataParallel::new(&dist, &m, DdpOptions { bucket_bytes: 16 }).unwrap();
-    assert_eq!(ddp.bucket_layout().total_elements(), 5 * 7 + 7 + 7 * 3 + 3);
-    assert_eq!(ddp.bucket_layout().num_buckets(), 66usize.div_ceil(2));
+    // The gradients, then a presence flag per parameter.
+    assert_eq!(ddp.bucket_layout().total_elements(), 5 * 7 + 7 + 7 * 3 + 3 + 4);
+    assert_eq!(ddp.bucket_layout().num_buckets(), 70usize.div_ceil(2));
     let plain = grads_of(&m, 9);
     let averaged = ddp.reduce(&dist, grads_of(&m, 9)).unwrap();
     assert_eq!(averaged.len(), 4);

@@ -231,7 +231,14 @@ impl<T: Float> DistributedDataParallel<T> {
             .copied()
             .chain(buffers.iter().map(|(_, b)| b.shape().numel()))
             .collect();
-        let grad_layout = BucketLayout::new(&param_sizes, bucket_elems)?;
+        // The gradients, then one presence flag per parameter (so the flags travel in the last
+        // bucket instead of a collective call of their own).
+        let grad_sizes: Vec<usize> = param_sizes
+            .iter()
+            .copied()
+            .chain([params.len()])
+            .collect();
+        let grad_layout = BucketLayout::new(&grad_sizes, bucket_elems)?;
         let state_layout = BucketLayout::new(&state_sizes, bucket_elems)?;
 
         let mut fingerprint = Fnv::new()
@@ -277,17 +284,19 @@ impl<T: Float> DistributedDataParallel<T> {
         &self.params
     }
 
-    /// The layout of the gradient buckets.
+    /// The layout of the gradient buckets: the parameters' gradients in visiting order, then one
+    /// presence flag per parameter.
     pub fn bucket_layout(&self) -> &BucketLayout {
         &self.grad_layout
     }
 
     /// Makes buffers with `bucket_elems` elements each, from the pool.
     fn reserve(&mut self, op: &'static str) -> Result<()> {
-        let want = self
-            .state_layout
-            .bucket_elems
-            .min(self.state_layout.total_elements());
+        let want = self.state_layout.bucket_elems.min(
+            self.state_layout
+                .total_elements()
+                .max(self.grad_layout.total_elements()),
+        );
         for buf in [&mut self.send, &mut self.recv] {
             if buf.capacity() < want {
                 buf.try_reserve_exact(want - buf.len())
@@ -353,31 +362,26 @@ impl<T: Float> DistributedDataParallel<T> {
     ) -> Result<AveragedGradients<T>> {
         let op = "DistributedDataParallel::reduce";
         self.reserve(op)?;
-        // Which parameters have a gradient somewhere: a count per parameter, summed over ranks
-        // (exact in floating point for any realistic world size).
-        let mut local: Vec<Option<Tensor<T>>> = Vec::with_capacity(self.params.len());
+        // Each parameter's gradient, zeros where this rank has none (the sum over ranks of the
+        // presence flags says which parameters have one anywhere; counts are exact in floating
+        // point for any realistic world size).
+        let mut full = Vec::with_capacity(self.params.len());
+        let mut present = Vec::with_capacity(self.params.len());
         for ((_, p), shape) in self.params.iter().zip(&self.shapes) {
-            let g = grads.take_param(p);
-            if let Some(g) = &g {
-                self.check_shape(op, shape, g)?;
+            match grads.take_param(p) {
+                Some(g) => {
+                    self.check_shape(op, shape, &g)?;
+                    full.push(g);
+                    present.push(T::ONE);
+                }
+                None => {
+                    full.push(Tensor::zeros(shape.dims())?);
+                    present.push(T::ZERO);
+                }
             }
-            local.push(g);
         }
-        let mut present: Vec<T> = local
-            .iter()
-            .map(|g| if g.is_some() { T::ONE } else { T::ZERO })
-            .collect();
-        let mut counts = Vec::new();
-        dist.all_reduce_sum(&mut present, &mut counts)?;
-        let mut full = Vec::with_capacity(local.len());
-        for (g, shape) in local.into_iter().zip(&self.shapes) {
-            // Missing here: zeros in its place (if no rank has one, `count` is 0 and the
-            // placeholder is dropped at the end).
-            full.push(match g {
-                Some(g) => g,
-                None => Tensor::zeros(shape.dims())?,
-            });
-        }
+        let flags = full.len();
+        let mut counts = present.clone();
         let world = T::from_f64(dist.world_size() as f64);
         for k in 0..self.grad_layout.num_buckets() {
             let range = self.grad_layout.bucket_range(k);
@@ -385,10 +389,19 @@ impl<T: Float> DistributedDataParallel<T> {
             self.send.resize(range.len(), T::ZERO);
             let pieces = self.grad_layout.pieces(k);
             for (i, within, at) in &pieces {
-                self.send[at.clone()].copy_from_slice(&full[*i].data()[within.clone()]);
+                let source = if *i == flags {
+                    &present[within.clone()]
+                } else {
+                    &full[*i].data()[within.clone()]
+                };
+                self.send[at.clone()].copy_from_slice(source);
             }
             dist.all_reduce_sum(&mut self.send, &mut self.recv)?;
             for (i, within, at) in pieces {
+                if i == flags {
+                    counts[within].copy_from_slice(&self.recv[at]);
+                    continue;
+                }
                 for (out, &sum) in full[i].data_mut()[within].iter_mut().zip(&self.recv[at]) {
                     *out = sum / world;
                 }
