@@ -113,7 +113,11 @@ fn max_relative_difference<T: Float>(a: &Sequential<T>, b: &Sequential<T>) -> f6
             .zip(vb.data())
             .map(|(x, y)| (x.to_f64() - y.to_f64()).abs())
             .fold(0.0, f64::max);
-        let scale = vb.data().iter().map(|y| y.to_f64().abs()).fold(0.0, f64::max);
+        let scale = vb
+            .data()
+            .iter()
+            .map(|y| y.to_f64().abs())
+            .fold(0.0, f64::max);
         worst = worst.max(if scale > 0.0 { diff / scale } else { diff });
     }
     worst
@@ -138,7 +142,7 @@ fn check<T: Float>(dist: &Distributed, per_rank: usize) -> Result<f64> {
     // Distributed: each rank its shard, gradients averaged.
     let model = mlp::<T>(&dims, 0.0, INIT_SEED)?;
     let mut ddp = DistributedDataParallel::new(dist, &model, DdpOptions::default())?;
-    let mut sgd = Sgd::new(model.named_params(), config.clone())?;
+    let mut sgd = Sgd::new(model.named_params(), config)?;
     let sampler = DistributedSampler::for_rank(dist, n)?.seed(7);
     for step in 0..CHECK_STEPS {
         let epoch = (step / steps_per_epoch) as u64;
@@ -182,7 +186,7 @@ fn train(dist: &Distributed, args: &Args) -> Result<()> {
     )?;
     let watchdog_secs: u64 = args.value("--watchdog", 60)?;
     let fault = |name: &str| -> Result<Option<u64>> {
-        Ok(args.has(name).then(|| args.value(name, 0)).transpose()?)
+        args.has(name).then(|| args.value(name, 0)).transpose()
     };
     let (fail_at, panic_at, kill_at, hang_at) = (
         fault("--fail-at")?,
@@ -248,7 +252,10 @@ fn train(dist: &Distributed, args: &Args) -> Result<()> {
                     panic!("injected panic at step {step}");
                 }
                 if kill_at == Some(step) {
-                    eprintln!("rank {}: killing itself (SIGKILL) at step {step}", dist.rank());
+                    eprintln!(
+                        "rank {}: killing itself (SIGKILL) at step {step}",
+                        dist.rank()
+                    );
                     let _ = std::process::Command::new("kill")
                         .args(["-KILL", &std::process::id().to_string()])
                         .status();
@@ -308,7 +315,10 @@ fn bench(dist: &Distributed) -> Result<()> {
     let x = Tensor::<f32>::normal(&[global, 784], 0.0, 1.0, &mut rng)?;
     let labels: Vec<usize> = (0..global).map(|i| (i * 7 + 3) % 10).collect();
     let rows = dist.rank() * per_rank..(dist.rank() + 1) * per_rank;
-    let mine = Tensor::from_vec(x.data()[rows.start * 784..rows.end * 784].to_vec(), &[per_rank, 784])?;
+    let mine = Tensor::from_vec(
+        x.data()[rows.start * 784..rows.end * 784].to_vec(),
+        &[per_rank, 784],
+    )?;
     let my_labels = labels[rows].to_vec();
     let model = mlp::<f32>(&[784, 1024, 10], 0.5, 0)?;
     let mut ddp = DistributedDataParallel::new(dist, &model, DdpOptions::default())?;
@@ -397,7 +407,11 @@ fn bench(dist: &Distributed) -> Result<()> {
 }
 
 fn run(dist: &Distributed, args: &Args) -> Result<bool> {
-    if let Some(n) = args.has("--threads").then(|| args.value("--threads", 1)).transpose()? {
+    if let Some(n) = args
+        .has("--threads")
+        .then(|| args.value("--threads", 1))
+        .transpose()?
+    {
         tapegrad::set_num_threads(n);
     }
     if args.has("--check") {
@@ -437,7 +451,10 @@ fn main() {
     };
     let ok = dist.abort_on_error(run(&dist, &args));
     if !ok {
-        eprintln!("rank {}: the difference is above the tolerance", dist.rank());
+        eprintln!(
+            "rank {}: the difference is above the tolerance",
+            dist.rank()
+        );
         drop(dist);
         std::process::exit(1);
     }

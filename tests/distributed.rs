@@ -14,7 +14,9 @@ use tapegrad::distributed::{
     self, BucketLayout, DdpOptions, Distributed, DistributedDataParallel, DistributedSampler,
     Watchdog,
 };
-use tapegrad::nn::{Context, CrossEntropyLoss, Forward, Linear, Module, ReLU, Sequential, StateDict};
+use tapegrad::nn::{
+    Context, CrossEntropyLoss, Forward, Linear, Module, ReLU, Sequential, StateDict,
+};
 use tapegrad::optim::{GradSource, Optimizer, Sgd, SgdConfig};
 use tapegrad::{Error, Param, Tape, Tensor};
 
@@ -101,7 +103,10 @@ fn sampler_matches_pytorch_without_shuffle() {
     let mut cases = 0;
     for line in golden.lines() {
         let (head, idx) = line.split_once(':').unwrap();
-        let h: Vec<usize> = head.split_whitespace().map(|v| v.parse().unwrap()).collect();
+        let h: Vec<usize> = head
+            .split_whitespace()
+            .map(|v| v.parse().unwrap())
+            .collect();
         let expected: Vec<usize> = idx.split_whitespace().map(|v| v.parse().unwrap()).collect();
         let sampler = DistributedSampler::new(h[0], h[1], h[2])
             .unwrap()
@@ -127,7 +132,11 @@ fn shuffled_shards_are_disjoint_equal_and_reshuffled() {
                         .indices(5)
                 })
                 .collect();
-            let per_rank = if drop_last { n / world } else { n.div_ceil(world) };
+            let per_rank = if drop_last {
+                n / world
+            } else {
+                n.div_ceil(world)
+            };
             assert!(shards.iter().all(|s| s.len() == per_rank));
             let all: Vec<usize> = shards.iter().flatten().copied().collect();
             let distinct: HashSet<usize> = all.iter().copied().collect();
@@ -148,7 +157,10 @@ fn shuffled_shards_are_disjoint_equal_and_reshuffled() {
                 assert_eq!(&dealt, shard);
             }
             // The first k·world positions are one process's first k·world samples (same seed).
-            let whole = DistributedSampler::new(n, 1, 0).unwrap().seed(11).indices(5);
+            let whole = DistributedSampler::new(n, 1, 0)
+                .unwrap()
+                .seed(11)
+                .indices(5);
             let full = (n / world) * world;
             assert_eq!(order[..full], whole[..full]);
         }
@@ -203,12 +215,18 @@ fn rank_streams_follow_the_documented_formula_and_differ() {
 #[test]
 fn local_world_averages_to_the_gradients_themselves() {
     let dist = Distributed::local();
-    assert_eq!((dist.rank(), dist.world_size(), dist.is_mpi()), (0, 1, false));
+    assert_eq!(
+        (dist.rank(), dist.world_size(), dist.is_mpi()),
+        (0, 1, false)
+    );
     let m = model(1);
     // Buckets of 16 bytes: the gradients straddle many buckets.
     let mut ddp = DistributedDataParallel::new(&dist, &m, DdpOptions { bucket_bytes: 16 }).unwrap();
     // The gradients, then a presence flag per parameter.
-    assert_eq!(ddp.bucket_layout().total_elements(), 5 * 7 + 7 + 7 * 3 + 3 + 4);
+    assert_eq!(
+        ddp.bucket_layout().total_elements(),
+        5 * 7 + 7 + 7 * 3 + 3 + 4
+    );
     assert_eq!(ddp.bucket_layout().num_buckets(), 70usize.div_ceil(2));
     let plain = grads_of(&m, 9);
     let averaged = ddp.reduce(&dist, grads_of(&m, 9)).unwrap();
@@ -233,7 +251,7 @@ fn ddp_training_in_one_process_is_plain_training() {
         momentum: 0.9,
         ..Default::default()
     };
-    let mut sa = Sgd::new(a.named_params(), config.clone()).unwrap();
+    let mut sa = Sgd::new(a.named_params(), config).unwrap();
     let mut sb = Sgd::new(b.named_params(), config).unwrap();
     for step in 0..5 {
         let averaged = ddp.reduce(&dist, grads_of(&a, step)).unwrap();
@@ -308,7 +326,10 @@ fn rank0_checkpoints_round_trip_and_report_absence_and_failure() {
     state.metadata.insert("epochs_done".into(), "3".into());
     dist.save_checkpoint(&state, &path).unwrap();
     let loaded = dist.load_checkpoint::<f64>(&path).unwrap().unwrap();
-    assert_eq!(loaded.metadata.get("epochs_done").map(String::as_str), Some("3"));
+    assert_eq!(
+        loaded.metadata.get("epochs_done").map(String::as_str),
+        Some("3")
+    );
     let fresh = model(5);
     loaded.load_into(&fresh).unwrap();
     for ((_, a), (_, b)) in m.named_params().iter().zip(fresh.named_params().iter()) {
@@ -382,7 +403,11 @@ fn mpi_singleton_collectives_and_wrapper() {
     let plain = grads_of(&m, 1);
     let averaged = ddp.reduce(&dist, grads_of(&m, 1)).unwrap();
     for (name, p) in m.named_params() {
-        assert_eq!(averaged.grad(&p).unwrap().data(), plain.param(&p).unwrap().data(), "{name}");
+        assert_eq!(
+            averaged.grad(&p).unwrap().data(),
+            plain.param(&p).unwrap().data(),
+            "{name}"
+        );
     }
     ddp.broadcast_state(&dist).unwrap();
     ddp.check_in_sync(&dist).unwrap();

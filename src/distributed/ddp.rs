@@ -216,7 +216,11 @@ impl<T: Float> DistributedDataParallel<T> {
         let params = model.named_params();
         let buffers = model.named_buffers();
         let mut names = HashSet::new();
-        for name in params.iter().map(|(n, _)| n).chain(buffers.iter().map(|(n, _)| n)) {
+        for name in params
+            .iter()
+            .map(|(n, _)| n)
+            .chain(buffers.iter().map(|(n, _)| n))
+        {
             if !names.insert(name.as_str()) {
                 return Err(Error::DuplicateName {
                     op,
@@ -233,11 +237,7 @@ impl<T: Float> DistributedDataParallel<T> {
             .collect();
         // The gradients, then one presence flag per parameter (so the flags travel in the last
         // bucket instead of a collective call of their own).
-        let grad_sizes: Vec<usize> = param_sizes
-            .iter()
-            .copied()
-            .chain([params.len()])
-            .collect();
+        let grad_sizes: Vec<usize> = param_sizes.iter().copied().chain([params.len()]).collect();
         let grad_layout = BucketLayout::new(&grad_sizes, bucket_elems)?;
         let state_layout = BucketLayout::new(&state_sizes, bucket_elems)?;
 

@@ -137,8 +137,7 @@ fn init_mpi(launcher: Launcher, announced: Option<usize>) -> Result<Distributed>
     if mpi::environment::is_finalized() {
         return Err(fail("MPI was finalised already in this process".into()));
     }
-    let Some((universe, _threading)) =
-        mpi::initialize_with_threading(mpi::Threading::Funneled)
+    let Some((universe, _threading)) = mpi::initialize_with_threading(mpi::Threading::Funneled)
     else {
         return Err(fail(
             "MPI is initialised already in this process (call distributed::init once)".into(),
@@ -170,6 +169,8 @@ enum Floats<'a> {
     F64(&'a mut Vec<f64>),
 }
 
+// A `Vec`, not a slice: `Any` can only name sized types.
+#[allow(clippy::ptr_arg)]
 fn floats<T: Float>(v: &mut Vec<T>) -> Result<Floats<'_>> {
     let any: &mut dyn Any = v;
     if any.is::<Vec<f32>>() {
@@ -391,7 +392,10 @@ impl Distributed {
     /// Reads a checkpoint on rank 0 and hands its bytes to every rank, so the other ranks need no
     /// access to rank 0's file system. `Ok(None)` on every rank if there is no file at `path`.
     /// Every rank must call it.
-    pub fn load_checkpoint<T: Float>(&self, path: impl AsRef<Path>) -> Result<Option<StateDict<T>>> {
+    pub fn load_checkpoint<T: Float>(
+        &self,
+        path: impl AsRef<Path>,
+    ) -> Result<Option<StateDict<T>>> {
         const FAILED: u64 = u64::MAX;
         const ABSENT: u64 = u64::MAX - 1;
         let path = path.as_ref();
@@ -427,10 +431,12 @@ impl Distributed {
                     bytes: u128::from(len),
                 })?;
                 if !self.is_rank0() {
-                    bytes.try_reserve_exact(len).map_err(|_| Error::OutOfMemory {
-                        op: "distributed::load_checkpoint",
-                        bytes: len as u128,
-                    })?;
+                    bytes
+                        .try_reserve_exact(len)
+                        .map_err(|_| Error::OutOfMemory {
+                            op: "distributed::load_checkpoint",
+                            bytes: len as u128,
+                        })?;
                     bytes.resize(len, 0);
                 }
                 if let Some(world) = &self.world {
