@@ -56,7 +56,8 @@ pub enum Launcher {
     OpenMpi,
     /// A PMI launcher: MPICH's Hydra `mpiexec`, or PMIx (`PMI_SIZE`, `PMIX_RANK`).
     Pmi,
-    /// SLURM's `srun` (`SLURM_NTASKS` with `SLURM_PROCID`).
+    /// SLURM's `srun` (`SLURM_STEP_NUM_TASKS` with `SLURM_PROCID`: a job step, not the batch
+    /// script itself, which runs as a plain process).
     Slurm,
 }
 
@@ -69,8 +70,8 @@ impl Launcher {
             (Launcher::OpenMpi, size("OMPI_COMM_WORLD_SIZE"))
         } else if var("PMI_SIZE").is_some() || var("PMIX_RANK").is_some() {
             (Launcher::Pmi, size("PMI_SIZE"))
-        } else if var("SLURM_PROCID").is_some() && var("SLURM_NTASKS").is_some() {
-            (Launcher::Slurm, size("SLURM_NTASKS"))
+        } else if var("SLURM_PROCID").is_some() && var("SLURM_STEP_NUM_TASKS").is_some() {
+            (Launcher::Slurm, size("SLURM_STEP_NUM_TASKS"))
         } else {
             (Launcher::None, None)
         }
