@@ -56,6 +56,8 @@
 pub mod bitmask;
 mod creation;
 pub mod datasets;
+#[cfg(feature = "mpi")]
+pub mod distributed;
 mod element;
 mod error;
 pub mod gradcheck;
