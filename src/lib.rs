@@ -55,6 +55,7 @@
 
 pub mod bitmask;
 mod creation;
+pub mod data;
 pub mod datasets;
 mod element;
 mod error;
