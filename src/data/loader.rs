@@ -72,9 +72,10 @@ impl<D, C> Clone for DataLoader<D, C> {
 }
 
 impl<D: Dataset> DataLoader<D, Stack> {
-    /// Batches of `batch_size` items of `dataset` (or of an `Arc` of it), in order, with the
-    /// default collate ([`Stack`]). `batch_size` 0 is an [`Error::InvalidHyperparameter`].
-    pub fn new(dataset: impl Into<Arc<D>>, batch_size: usize) -> Result<Self> {
+    /// Batches of `batch_size` items of `dataset`, in order, with the default collate
+    /// ([`Stack`]). To share a data set between loaders, pass an `Arc` of it (an `Arc` of a data
+    /// set is one). `batch_size` 0 is an [`Error::InvalidHyperparameter`].
+    pub fn new(dataset: D, batch_size: usize) -> Result<Self> {
         if batch_size == 0 {
             return Err(Error::InvalidHyperparameter {
                 op: "DataLoader",
@@ -84,7 +85,7 @@ impl<D: Dataset> DataLoader<D, Stack> {
             });
         }
         Ok(DataLoader {
-            dataset: dataset.into(),
+            dataset: Arc::new(dataset),
             collate: Arc::new(Stack),
             sampler: Arc::new(SequentialSampler),
             batch_size,

@@ -32,6 +32,7 @@ mod loader;
 mod sampler;
 mod split;
 
+pub(crate) use dataset::{out_of_range as dataset_index_error, row as tensor_row};
 pub use collate::{Collate, Stack, stack};
 pub use dataset::{Dataset, LabeledDataset, Subset, TensorDataset};
 pub use loader::{Batches, DataLoader};

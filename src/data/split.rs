@@ -132,11 +132,11 @@ pub fn random_split<'a>(len: usize, parts: impl Into<Parts<'a>>, seed: u64) -> R
 ///
 /// PyTorch equivalent: `torch.utils.data.random_split(dataset, lengths, generator)`.
 pub fn random_split_dataset<'a, D: Dataset>(
-    dataset: impl Into<Arc<D>>,
+    dataset: D,
     parts: impl Into<Parts<'a>>,
     seed: u64,
 ) -> Result<Vec<Subset<D>>> {
-    let dataset = dataset.into();
+    let dataset = Arc::new(dataset);
     random_split(dataset.len(), parts, seed)?
         .into_iter()
         .map(|indices| Subset::new(Arc::clone(&dataset), indices))
