@@ -39,4 +39,7 @@ pub use checkpoint::{
 };
 pub use layers::{Dropout, Linear, ReLU, Sequential};
 pub use loss::{CrossEntropyLoss, MSELoss, NLLLoss};
+pub use loss::{
+    BCELoss, BCEWithLogitsLoss, HuberLoss, KLDivLoss, KLDivReduction, L1Loss, SmoothL1Loss,
+};
 pub use module::{Context, Entry, Forward, Layer, Module, Visitor};
