@@ -67,6 +67,7 @@ pub mod inspect;
 pub(crate) mod io;
 mod kernels;
 pub mod lesson;
+pub mod metrics;
 pub mod nn;
 pub mod ops;
 pub mod optim;
