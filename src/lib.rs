@@ -118,4 +118,6 @@ mod guide {
     struct Reliability;
     #[doc = include_str!("../docs/README.md")]
     struct Guide;
+    #[doc = include_str!("../docs/data.md")]
+    struct Data;
 }
