@@ -58,7 +58,9 @@ fn train(name: &str, p: f64, train: &Split<f32>, test: &Split<f32>) -> Result<Ve
     let model = mlp(p)?;
     let mut adam = Adam::new(model.named_params(), AdamConfig::default())?;
     // The batches: a fresh shuffle each epoch, fixed by (seed, epoch), prepared on a background thread.
-    let loader = DataLoader::new(train.clone(), BATCH)?.shuffle(2).prefetch(2);
+    let loader = DataLoader::new(train.clone(), BATCH)?
+        .shuffle(2)
+        .prefetch(2);
     let mut rng = Pcg64::seed_from_u64(3); // dropout masks
     let mut progress = Progress::new(loader.batches_in(0)? as u64);
     let mut rows = Vec::with_capacity(EPOCHS);

@@ -251,6 +251,9 @@ impl<T: Float> Dataset for Split<T> {
         let label = *self.labels.get(index).ok_or_else(|| {
             crate::data::dataset_index_error("Split::get", index, self.labels.len())
         })?;
-        Ok((crate::data::tensor_row("Split::get", &self.x, index)?, label))
+        Ok((
+            crate::data::tensor_row("Split::get", &self.x, index)?,
+            label,
+        ))
     }
 }

@@ -56,15 +56,16 @@ fn fraction_correct<T: Float, L: Index>(
     let mut correct = 0usize;
     for (position, label) in labels.iter().enumerate() {
         let label = label.as_i64();
-        let class = usize::try_from(label)
-            .ok()
-            .filter(|&c| c < classes)
-            .ok_or(Error::LabelOutOfRange {
-                op,
-                position,
-                label,
-                classes,
-            })?;
+        let class =
+            usize::try_from(label)
+                .ok()
+                .filter(|&c| c < classes)
+                .ok_or(Error::LabelOutOfRange {
+                    op,
+                    position,
+                    label,
+                    classes,
+                })?;
         let (o, i) = (position / inner, position % inner);
         let base = o * classes * inner + i;
         let mut row = (0..classes).map(|c| data[base + c * inner]);
@@ -121,7 +122,11 @@ pub fn accuracy<T: Float, L: Index>(scores: &Tensor<T>, labels: &[L]) -> Result<
 /// assert_eq!(top_k_accuracy(&scores, &[1, 0], 2)?, 0.5); // 1 is second in row 0; 0 is last in row 1
 /// # Ok::<(), tapegrad::Error>(())
 /// ```
-pub fn top_k_accuracy<T: Float, L: Index>(scores: &Tensor<T>, labels: &[L], k: usize) -> Result<f64> {
+pub fn top_k_accuracy<T: Float, L: Index>(
+    scores: &Tensor<T>,
+    labels: &[L],
+    k: usize,
+) -> Result<f64> {
     let op = "top_k_accuracy";
     let classes = scores.dims().get(1).copied().unwrap_or(0);
     if k == 0 || (scores.dims().len() >= 2 && k > classes) {
@@ -432,7 +437,8 @@ impl Progress {
             } else {
                 0.0
             };
-            self.bar.set_message(format!("loss {loss:.4} | {rate:.0} items/s"));
+            self.bar
+                .set_message(format!("loss {loss:.4} | {rate:.0} items/s"));
         }
         self.bar.inc(1);
     }

@@ -140,8 +140,10 @@ fn prefetch_gives_the_same_batches() {
     for depth in [1, 2, 8] {
         let ahead = plain.clone().prefetch(depth);
         for epoch in 0..3 {
-            let a: Vec<(Tensor<f64>, Vec<u32>)> = plain.epoch(epoch).unwrap().map(Result::unwrap).collect();
-            let b: Vec<(Tensor<f64>, Vec<u32>)> = ahead.epoch(epoch).unwrap().map(Result::unwrap).collect();
+            let a: Vec<(Tensor<f64>, Vec<u32>)> =
+                plain.epoch(epoch).unwrap().map(Result::unwrap).collect();
+            let b: Vec<(Tensor<f64>, Vec<u32>)> =
+                ahead.epoch(epoch).unwrap().map(Result::unwrap).collect();
             assert_eq!(a.len(), 4);
             assert_eq!(a.len(), b.len());
             for ((xa, ya), (xb, yb)) in a.iter().zip(&b) {
@@ -154,7 +156,10 @@ fn prefetch_gives_the_same_batches() {
         let (x, labels) = batch.unwrap();
         for (row, label) in x.data().chunks(3).zip(labels) {
             let i = (row[0] / 3.0) as u32;
-            assert_eq!(row, [3.0 * i as f64, 3.0 * i as f64 + 1.0, 3.0 * i as f64 + 2.0]);
+            assert_eq!(
+                row,
+                [3.0 * i as f64, 3.0 * i as f64 + 1.0, 3.0 * i as f64 + 2.0]
+            );
             assert_eq!(label, i * 7 % 5);
         }
     }
@@ -184,10 +189,16 @@ fn errors_end_the_epoch_with_and_without_prefetch() {
             Ok(items.len())
         }
     };
-    let loader = DataLoader::new(Ids(10), 3).unwrap().collate(strict).prefetch(2);
+    let loader = DataLoader::new(Ids(10), 3)
+        .unwrap()
+        .collate(strict)
+        .prefetch(2);
     let got: Vec<_> = loader.epoch(0).unwrap().collect();
     assert_eq!(got.len(), 2);
-    assert!(matches!(got[1], Err(Error::InvalidArgument { op: "strict", .. })));
+    assert!(matches!(
+        got[1],
+        Err(Error::InvalidArgument { op: "strict", .. })
+    ));
 }
 
 /// Counts the items read, to see the prefetch thread stop.
@@ -216,7 +227,11 @@ fn dropping_an_epoch_early_stops_the_prefetch_thread() {
     let after_drop = reads.load(Ordering::SeqCst);
     // At most the batch taken, the channel's 2, and the one in progress when it closed.
     assert!(after_drop <= 40, "{after_drop} items read");
-    assert_eq!(reads.load(Ordering::SeqCst), after_drop, "the thread has stopped");
+    assert_eq!(
+        reads.load(Ordering::SeqCst),
+        after_drop,
+        "the thread has stopped"
+    );
     // Never iterated at all.
     drop(loader.epoch(1).unwrap());
 }
@@ -249,7 +264,10 @@ fn tensor_dataset_and_default_collate() {
     let got: Vec<Vec<Tensor<f32>>> = loader.epoch(0).unwrap().map(Result::unwrap).collect();
     assert_eq!(got.len(), 2);
     assert_eq!(got[0][0].dims(), &[3, 3, 2]);
-    assert_eq!(got[0][0].data(), (0..18).map(|v| v as f32).collect::<Vec<_>>());
+    assert_eq!(
+        got[0][0].data(),
+        (0..18).map(|v| v as f32).collect::<Vec<_>>()
+    );
     assert_eq!(got[1][0].dims(), &[1, 3, 2]);
     assert_eq!(got[1][1].data(), &[4.0]);
     assert_eq!(got[0][1].dims(), &[3]);
@@ -264,15 +282,24 @@ fn tensor_dataset_and_default_collate() {
     assert_eq!((t.dims(), seq), (&[2, 1][..], vec![1, 2, 3, 4]));
     // Mismatched shapes within a batch.
     let b = Tensor::from_vec(vec![1.0f64, 2.0], &[2]).unwrap();
-    assert!(matches!(stack(&[a.clone(), b]), Err(Error::ShapeMismatch { .. })));
-    assert!(matches!(stack::<f64>(&[]), Err(Error::ArgumentCount { .. })));
+    assert!(matches!(
+        stack(&[a.clone(), b]),
+        Err(Error::ShapeMismatch { .. })
+    ));
+    assert!(matches!(
+        stack::<f64>(&[]),
+        Err(Error::ArgumentCount { .. })
+    ));
 }
 
 #[test]
 fn construction_errors() {
     assert!(matches!(
         DataLoader::new(Ids(3), 0),
-        Err(Error::InvalidHyperparameter { name: "batch_size", .. })
+        Err(Error::InvalidHyperparameter {
+            name: "batch_size",
+            ..
+        })
     ));
     let x = Tensor::<f32>::zeros(&[4, 2]).unwrap();
     let y = Tensor::<f32>::zeros(&[5]).unwrap();
@@ -290,16 +317,28 @@ fn construction_errors() {
     ));
     assert!(matches!(
         LabeledDataset::new(x.clone(), vec![0usize; 3]),
-        Err(Error::LabelCount { labels: 3, batch: 4, .. })
+        Err(Error::LabelCount {
+            labels: 3,
+            batch: 4,
+            ..
+        })
     ));
     let data = LabeledDataset::new(x, vec![0usize; 4]).unwrap();
     assert!(matches!(
         data.get(4),
-        Err(Error::IndexOutOfRange { index: 4, len: 4, .. })
+        Err(Error::IndexOutOfRange {
+            index: 4,
+            len: 4,
+            ..
+        })
     ));
     assert!(matches!(
         Subset::new(Arc::new(Ids(5)), vec![0, 5]),
-        Err(Error::IndexOutOfRange { position: 1, index: 5, .. })
+        Err(Error::IndexOutOfRange {
+            position: 1,
+            index: 5,
+            ..
+        })
     ));
     // A sampler that steps outside the data set.
     let loader = DataLoader::new(Ids(5), 2)
@@ -307,7 +346,12 @@ fn construction_errors() {
         .sampler(|len: usize, _epoch: u64| Ok((0..=len).collect()));
     assert!(matches!(
         loader.epoch(0),
-        Err(Error::IndexOutOfRange { position: 5, index: 5, len: 5, .. })
+        Err(Error::IndexOutOfRange {
+            position: 5,
+            index: 5,
+            len: 5,
+            ..
+        })
     ));
 }
 

@@ -135,7 +135,11 @@ fn loss_for<'t, T: Float>(
             } else {
                 1.0
             };
-            HuberLoss { reduction: r, delta }.forward(x, y())
+            HuberLoss {
+                reduction: r,
+                delta,
+            }
+            .forward(x, y())
         }
         "kl" => {
             let reduction = if case.contains("batchmean") {
@@ -198,7 +202,11 @@ fn golden_case<T: Load>(golden: &Golden, case: &str) {
         }
     });
     let out = loss_for(case, x, y, &inputs).unwrap_or_else(|e| panic!("{case}: {e}"));
-    assert_close(&format!("{case} {} out", T::TAG), &out.value(), &T::load(golden, &name("out")));
+    assert_close(
+        &format!("{case} {} out", T::TAG),
+        &out.value(),
+        &T::load(golden, &name("out")),
+    );
     if !golden.has(&name("dx")) {
         return;
     }
@@ -210,7 +218,7 @@ fn golden_case<T: Load>(golden: &Golden, case: &str) {
         .unwrap();
     assert_close(
         &format!("{case} {} dx", T::TAG),
-        &grads.wrt(x).unwrap(),
+        grads.wrt(x).unwrap(),
         &T::load(golden, &name("dx")),
     );
     if let (true, Some(y)) = (target_grad, y) {
@@ -221,7 +229,11 @@ fn golden_case<T: Load>(golden: &Golden, case: &str) {
             // term (see KLDivLoss). Compare everywhere else, and check that NaN is where y = 0.
             let target = inputs.y.as_ref().unwrap().data();
             for ((g, w), &t) in got.data_mut().iter_mut().zip(want.data_mut()).zip(target) {
-                assert_eq!(w.is_nan(), t == T::ZERO, "{case}: PyTorch's NaN where y = 0");
+                assert_eq!(
+                    w.is_nan(),
+                    t == T::ZERO,
+                    "{case}: PyTorch's NaN where y = 0"
+                );
                 if t == T::ZERO {
                     (*g, *w) = (T::ZERO, T::ZERO);
                 }
@@ -269,7 +281,10 @@ fn every_loss_passes_gradcheck_and_gradgradcheck() {
         let inputs = read::<f64>(&golden, &case);
         // Targets are differentiated where PyTorch differentiates them, except KL's probability
         // targets with zeros (y log y has no derivative at 0).
-        let target_differentiable = inputs.y.is_some() && !(case.starts_with("kl_") && !case.contains("log_target"));
+        let target_differentiable = {
+            let kl_probabilities = case.starts_with("kl_") && !case.contains("log_target");
+            inputs.y.is_some() && !kl_probabilities
+        };
         let mut points = vec![inputs.x.clone()];
         if target_differentiable {
             points.push(inputs.y.clone().unwrap());
@@ -286,12 +301,15 @@ fn every_loss_passes_gradcheck_and_gradgradcheck() {
                 Ok(out)
             } else {
                 let n = out.shape().numel();
-                let v: Vec<f64> = (0..n).map(|i| ((i * 7 + 3) % 11) as f64 / 11.0 - 0.4).collect();
-                out.mul(tape.constant(Tensor::from_shape_vec(v, out.shape())?))?.sum()
+                let v: Vec<f64> = (0..n)
+                    .map(|i| ((i * 7 + 3) % 11) as f64 / 11.0 - 0.4)
+                    .collect();
+                out.mul(tape.constant(Tensor::from_shape_vec(v, out.shape())?))?
+                    .sum()
             }
         });
-        gradcheck(&f, &points, &options).unwrap_or_else(|e| panic!("{case}: gradcheck: {e}"));
-        gradgradcheck(&f, &points, &options)
+        gradcheck(f, &points, &options).unwrap_or_else(|e| panic!("{case}: gradcheck: {e}"));
+        gradgradcheck(f, &points, &options)
             .unwrap_or_else(|e| panic!("{case}: gradgradcheck: {e}"));
     }
 }
@@ -330,7 +348,10 @@ fn smooth_l1_and_huber_at_the_joint_and_l1_at_zero() {
     .unwrap();
     // 1 + 0 + 1 + 0.25²·… : d²/(2β) = 0.0625 for d = 0.5.
     assert_eq!(smooth.value().item().unwrap(), 1.0 + 0.0 + 1.0 + 0.0625);
-    assert_eq!(smooth.backward().unwrap().wrt(x).unwrap().data(), &[-1.0, 0.0, 1.0, 0.25]);
+    assert_eq!(
+        smooth.backward().unwrap().wrt(x).unwrap().data(),
+        &[-1.0, 0.0, 1.0, 0.25]
+    );
 
     let tape = Tape::<f64>::new();
     let x = tape.leaf(Tensor::from_vec(vec![-2.0, 0.0, 3.0], &[3]).unwrap());
@@ -376,10 +397,10 @@ fn kl_divergence_by_hand() {
     let q = [[0.25f64, 0.75], [0.5, 0.5]];
     let p = [[0.5f64, 0.5], [1.0, 0.0]];
     let tape = Tape::<f64>::new();
-    let x = tape.leaf(
-        Tensor::from_vec(q.iter().flatten().map(|v| v.ln()).collect(), &[2, 2]).unwrap(),
-    );
-    let y = tape.constant(Tensor::from_vec(p.iter().flatten().copied().collect(), &[2, 2]).unwrap());
+    let x =
+        tape.leaf(Tensor::from_vec(q.iter().flatten().map(|v| v.ln()).collect(), &[2, 2]).unwrap());
+    let y =
+        tape.constant(Tensor::from_vec(p.iter().flatten().copied().collect(), &[2, 2]).unwrap());
     let kl = KLDivLoss {
         reduction: KLDivReduction::BatchMean,
         log_target: false,
@@ -433,19 +454,30 @@ fn loss_errors() {
         let p = tape.leaf(Tensor::from_vec(vec![0.5, bad], &[2]).unwrap());
         assert!(matches!(
             BCELoss::default().forward(p, b),
-            Err(Error::InvalidArgument { op: "binary_cross_entropy", .. })
+            Err(Error::InvalidArgument {
+                op: "binary_cross_entropy",
+                ..
+            })
         ));
     }
     // Bad options.
     for beta in [-1.0, f64::NAN, f64::INFINITY] {
         assert!(matches!(
-            SmoothL1Loss { reduction: Reduction::Mean, beta }.forward(a, a),
+            SmoothL1Loss {
+                reduction: Reduction::Mean,
+                beta
+            }
+            .forward(a, a),
             Err(Error::InvalidHyperparameter { name: "beta", .. })
         ));
     }
     for delta in [0.0, -1.0, f64::NAN] {
         assert!(matches!(
-            HuberLoss { reduction: Reduction::Mean, delta }.forward(a, a),
+            HuberLoss {
+                reduction: Reduction::Mean,
+                delta
+            }
+            .forward(a, a),
             Err(Error::InvalidHyperparameter { name: "delta", .. })
         ));
     }
@@ -455,7 +487,10 @@ fn loss_errors() {
             ..Default::default()
         }
         .forward(tape.leaf(Tensor::zeros(&[2, 3]).unwrap()), &[0, 1]),
-        Err(Error::InvalidHyperparameter { name: "label_smoothing", .. })
+        Err(Error::InvalidHyperparameter {
+            name: "label_smoothing",
+            ..
+        })
     ));
     // The mean over nothing.
     let empty = tape.leaf(Tensor::zeros(&[0, 3]).unwrap());
@@ -464,17 +499,23 @@ fn loss_errors() {
         Err(Error::EmptyBatch { .. })
     ));
     assert!(matches!(
-        KLDivLoss { reduction: KLDivReduction::BatchMean, log_target: false }.forward(empty, empty),
+        KLDivLoss {
+            reduction: KLDivReduction::BatchMean,
+            log_target: false
+        }
+        .forward(empty, empty),
         Err(Error::EmptyBatch { .. })
     ));
     // Sum and none are fine on nothing.
     assert_eq!(
-        L1Loss { reduction: Reduction::Sum }
-            .forward(empty, empty)
-            .unwrap()
-            .value()
-            .item()
-            .unwrap(),
+        L1Loss {
+            reduction: Reduction::Sum
+        }
+        .forward(empty, empty)
+        .unwrap()
+        .value()
+        .item()
+        .unwrap(),
         0.0
     );
     // Another tape's Var.

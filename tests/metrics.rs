@@ -12,9 +12,9 @@ fn scores(rows: &[&[f64]]) -> Tensor<f64> {
 #[test]
 fn accuracy_and_top_k_by_hand() {
     let s = scores(&[
-        &[0.1, 0.7, 0.2, 0.0], // order 1, 2, 0, 3
-        &[0.9, 0.05, 0.05, 0.0], // order 0, then 1 and 2 tied (1 first), 3
-        &[0.3, 0.3, 0.3, 0.1], // three-way tie: 0, 1, 2, 3
+        &[0.1, 0.7, 0.2, 0.0],      // order 1, 2, 0, 3
+        &[0.9, 0.05, 0.05, 0.0],    // order 0, then 1 and 2 tied (1 first), 3
+        &[0.3, 0.3, 0.3, 0.1],      // three-way tie: 0, 1, 2, 3
         &[f64::NAN, 0.5, 0.2, 0.9], // NaN ranks first (torch.argmax): 0, 3, 1, 2
     ]);
     let labels = [2usize, 2, 1, 3];
@@ -46,11 +46,20 @@ fn metric_errors() {
     let s = scores(&[&[0.1, 0.9], &[0.8, 0.2]]);
     assert!(matches!(
         accuracy(&s, &[0usize]),
-        Err(Error::LabelCount { labels: 1, batch: 2, .. })
+        Err(Error::LabelCount {
+            labels: 1,
+            batch: 2,
+            ..
+        })
     ));
     assert!(matches!(
         accuracy(&s, &[0i64, 2]),
-        Err(Error::LabelOutOfRange { position: 1, label: 2, classes: 2, .. })
+        Err(Error::LabelOutOfRange {
+            position: 1,
+            label: 2,
+            classes: 2,
+            ..
+        })
     ));
     assert!(matches!(
         accuracy(&s, &[-1i64, 0]),
@@ -63,9 +72,15 @@ fn metric_errors() {
         ));
     }
     let flat = Tensor::from_vec(vec![1.0f64, 2.0], &[2]).unwrap();
-    assert!(matches!(accuracy(&flat, &[0usize]), Err(Error::BadRank { .. })));
+    assert!(matches!(
+        accuracy(&flat, &[0usize]),
+        Err(Error::BadRank { .. })
+    ));
     let empty = Tensor::<f64>::zeros(&[0, 3]).unwrap();
-    assert!(matches!(accuracy::<f64, usize>(&empty, &[]), Err(Error::EmptyBatch { .. })));
+    assert!(matches!(
+        accuracy::<f64, usize>(&empty, &[]),
+        Err(Error::EmptyBatch { .. })
+    ));
 }
 
 fn temp(name: &str) -> std::path::PathBuf {
@@ -128,7 +143,10 @@ fn logger_errors() {
     ));
     let mut log = MetricsLogger::to_writer(Vec::new(), LogFormat::Jsonl, "memory");
     for bad in [&[("step", 1.0)][..], &[("a", 1.0), ("a", 2.0)][..]] {
-        assert!(matches!(log.log(0, bad), Err(Error::InvalidArgument { .. })));
+        assert!(matches!(
+            log.log(0, bad),
+            Err(Error::InvalidArgument { .. })
+        ));
     }
     // A writer that fails: the error is typed and names the log.
     struct Broken;
@@ -154,7 +172,10 @@ fn logger_errors() {
 fn progress_is_hidden_off_a_terminal_and_counts_steps() {
     // Drawn exactly when standard output is a terminal (it is not under CI).
     use std::io::IsTerminal;
-    assert_eq!(Progress::new(4).is_visible(), std::io::stdout().is_terminal());
+    assert_eq!(
+        Progress::new(4).is_visible(),
+        std::io::stdout().is_terminal()
+    );
     let mut progress = Progress::hidden(4);
     assert!(!progress.is_visible());
     progress.set_epoch(1, 2);

@@ -62,7 +62,11 @@ pub(crate) fn out_of_range(op: &'static str, index: usize, len: usize) -> Error 
 }
 
 /// Row `index` of `tensor` along its first axis, as a tensor of the remaining dimensions.
-pub(crate) fn row<T: Float>(op: &'static str, tensor: &Tensor<T>, index: usize) -> Result<Tensor<T>> {
+pub(crate) fn row<T: Float>(
+    op: &'static str,
+    tensor: &Tensor<T>,
+    index: usize,
+) -> Result<Tensor<T>> {
     let dims = tensor.dims();
     let rows = dims.first().copied().unwrap_or(0);
     if index >= rows {

@@ -321,7 +321,9 @@ impl<B> Iterator for Batches<B> {
                                     .unwrap_or_else(|| "unknown panic".to_string());
                                 Some(Err(Error::InvalidArgument {
                                     op: "DataLoader: prefetch thread",
-                                    reason: format!("the thread preparing batches panicked: {what}"),
+                                    reason: format!(
+                                        "the thread preparing batches panicked: {what}"
+                                    ),
                                 }))
                             }
                             _ => None,

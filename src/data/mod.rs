@@ -32,9 +32,9 @@ mod loader;
 mod sampler;
 mod split;
 
-pub(crate) use dataset::{out_of_range as dataset_index_error, row as tensor_row};
 pub use collate::{Collate, Stack, stack};
 pub use dataset::{Dataset, LabeledDataset, Subset, TensorDataset};
+pub(crate) use dataset::{out_of_range as dataset_index_error, row as tensor_row};
 pub use loader::{Batches, DataLoader};
 pub use sampler::{RandomSampler, Sampler, SequentialSampler};
 pub use split::{Parts, random_split, random_split_dataset, split_lengths};

@@ -114,7 +114,11 @@ pub fn split_lengths(len: usize, parts: Parts<'_>) -> Result<Vec<usize>> {
 /// assert!(random_split(10, &[6usize, 5], 0).is_err());
 /// # Ok::<(), tapegrad::Error>(())
 /// ```
-pub fn random_split<'a>(len: usize, parts: impl Into<Parts<'a>>, seed: u64) -> Result<Vec<Vec<usize>>> {
+pub fn random_split<'a>(
+    len: usize,
+    parts: impl Into<Parts<'a>>,
+    seed: u64,
+) -> Result<Vec<Vec<usize>>> {
     let lengths = split_lengths(len, parts.into())?;
     let order = permutation(len, seed)?;
     let mut start = 0;

@@ -131,7 +131,11 @@ impl MSELoss {
 
 /// `prediction` and `target` must have one shape: no silent broadcasting (PyTorch broadcasts
 /// with a warning for some of these losses and refuses for others).
-fn same_shape<T: Float>(op: &'static str, prediction: Var<'_, T>, target: Var<'_, T>) -> Result<()> {
+fn same_shape<T: Float>(
+    op: &'static str,
+    prediction: Var<'_, T>,
+    target: Var<'_, T>,
+) -> Result<()> {
     prediction.same_tape(target, op)?;
     let (p, t) = (prediction.shape(), target.shape());
     if p != t {
@@ -142,7 +146,11 @@ fn same_shape<T: Float>(op: &'static str, prediction: Var<'_, T>, target: Var<'_
 
 /// Combines per-element losses; the mean over no elements is an [`Error::EmptyBatch`] (PyTorch
 /// returns NaN).
-fn reduce<'t, T: Float>(op: &'static str, losses: Var<'t, T>, reduction: Reduction) -> Result<Var<'t, T>> {
+fn reduce<'t, T: Float>(
+    op: &'static str,
+    losses: Var<'t, T>,
+    reduction: Reduction,
+) -> Result<Var<'t, T>> {
     match reduction {
         Reduction::Mean if losses.shape().numel() == 0 => Err(Error::EmptyBatch {
             op,
@@ -274,7 +282,11 @@ impl<T: Float> BCELoss<T> {
         let log_q = clamped_log(probs, true)?;
         // −(y·log p + (1 − y)·log q) = −(log q + y·(log p − log q)).
         let losses = target.mul(log_p.sub(log_q)?)?.add(log_q)?.neg()?;
-        reduce(op, weighted(op, losses, self.weight.as_ref())?, self.reduction)
+        reduce(
+            op,
+            weighted(op, losses, self.weight.as_ref())?,
+            self.reduction,
+        )
     }
 }
 
@@ -338,7 +350,11 @@ impl<T: Float> BCEWithLogitsLoss<T> {
             }
         };
         let losses = one_minus_y.mul(logits)?.add(log_weight)?;
-        reduce(op, weighted(op, losses, self.weight.as_ref())?, self.reduction)
+        reduce(
+            op,
+            weighted(op, losses, self.weight.as_ref())?,
+            self.reduction,
+        )
     }
 }
 
@@ -396,7 +412,7 @@ impl SmoothL1Loss {
         target: Var<'t, T>,
     ) -> Result<Var<'t, T>> {
         let op = "smooth_l1_loss";
-        if !(self.beta >= 0.0) || !self.beta.is_finite() {
+        if !(self.beta.is_finite() && self.beta >= 0.0) {
             return Err(bad_option(op, "beta", self.beta, "must be finite and ≥ 0"));
         }
         same_shape(op, prediction, target)?;
@@ -445,15 +461,22 @@ impl HuberLoss {
         target: Var<'t, T>,
     ) -> Result<Var<'t, T>> {
         let op = "huber_loss";
-        if !(self.delta > 0.0) || !self.delta.is_finite() {
-            return Err(bad_option(op, "delta", self.delta, "must be finite and > 0"));
+        if !(self.delta.is_finite() && self.delta > 0.0) {
+            return Err(bad_option(
+                op,
+                "delta",
+                self.delta,
+                "must be finite and > 0",
+            ));
         }
         same_shape(op, prediction, target)?;
         let delta = T::from_f64(self.delta);
         let diff = prediction.sub(target)?;
         let abs = diff.abs()?;
         let quadratic = diff.square()?.mul_scalar(T::from_f64(0.5))?;
-        let linear = abs.sub_scalar(T::from_f64(0.5) * delta)?.mul_scalar(delta)?;
+        let linear = abs
+            .sub_scalar(T::from_f64(0.5) * delta)?
+            .mul_scalar(delta)?;
         let losses = Var::where_(abs.lt_scalar(delta)?, quadratic, linear)?;
         reduce(op, losses, self.reduction)
     }
@@ -504,7 +527,11 @@ pub struct KLDivLoss {
 
 impl KLDivLoss {
     /// The divergence of `target` from the log-probabilities `input` (same shape).
-    pub fn forward<'t, T: Float>(&self, input: Var<'t, T>, target: Var<'t, T>) -> Result<Var<'t, T>> {
+    pub fn forward<'t, T: Float>(
+        &self,
+        input: Var<'t, T>,
+        target: Var<'t, T>,
+    ) -> Result<Var<'t, T>> {
         let op = "kl_div";
         same_shape(op, input, target)?;
         let tape = input.tape;
