@@ -5,10 +5,7 @@
 
 use std::path::Path;
 
-use rand::SeedableRng;
-use rand::seq::SliceRandom;
-use rand_pcg::Pcg64;
-
+use crate::data::{Dataset, random_split};
 use crate::element::Float;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -194,12 +191,69 @@ impl Digits {
         })
     }
 
-    /// A shuffled split into `test_count` test images and the rest for training, fixed by `seed`.
+    /// A shuffled split into `test_count` test images and the rest for training, fixed by `seed`:
+    /// [`random_split`] into `[test_count, len − test_count]`, the test part first.
     pub fn split<T: Float>(&self, test_count: usize, seed: u64) -> Result<(Split<T>, Split<T>)> {
-        let mut order: Vec<usize> = (0..self.len()).collect();
-        order.shuffle(&mut Pcg64::seed_from_u64(seed));
         let test_count = test_count.min(self.len());
-        let (test, train) = order.split_at(test_count);
-        Ok((self.subset(train)?, self.subset(test)?))
+        let parts = random_split(self.len(), &[test_count, self.len() - test_count], seed)?;
+        Ok((self.subset(&parts[1])?, self.subset(&parts[0])?))
+    }
+}
+
+/// Item `i`: image `i`'s pixel counts (0–16) and its label.
+impl Dataset for Digits {
+    type Item = ([u8; DIGIT_PIXELS], u8);
+    fn len(&self) -> usize {
+        self.images.len()
+    }
+    fn get(&self, index: usize) -> Result<Self::Item> {
+        match (self.images.get(index), self.labels.get(index)) {
+            (Some(image), Some(&label)) => Ok((*image, label)),
+            _ => Err(crate::data::dataset_index_error(
+                "Digits::get",
+                index,
+                self.images.len().min(self.labels.len()),
+            )),
+        }
+    }
+}
+
+impl<T: Float> Split<T> {
+    /// Number of images.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// Whether there are no images.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+}
+
+/// Item `i`: image `i`'s 64 features and its label, so a [`crate::data::DataLoader`] over a split
+/// yields `(x: [batch, 64], labels)`.
+///
+/// ```
+/// use tapegrad::data::DataLoader;
+/// use tapegrad::datasets::Digits;
+/// let (train, _test) = Digits::load_shipped()?.split::<f32>(360, 0)?;
+/// let loader = DataLoader::new(train, 64)?.shuffle(2);
+/// let (x, labels) = loader.epoch(0)?.next().unwrap()?;
+/// assert_eq!((x.dims(), labels.len()), (&[64, 64][..], 64));
+/// # Ok::<(), tapegrad::Error>(())
+/// ```
+impl<T: Float> Dataset for Split<T> {
+    type Item = (Tensor<T>, usize);
+    fn len(&self) -> usize {
+        self.labels.len()
+    }
+    fn get(&self, index: usize) -> Result<Self::Item> {
+        let label = *self.labels.get(index).ok_or_else(|| {
+            crate::data::dataset_index_error("Split::get", index, self.labels.len())
+        })?;
+        Ok((
+            crate::data::tensor_row("Split::get", &self.x, index)?,
+            label,
+        ))
     }
 }

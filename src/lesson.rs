@@ -173,19 +173,13 @@ pub struct StepResult<T: Float> {
     pub grads: MlpWeights<T>,
 }
 
-/// Fraction of rows of `logits` whose arg-max is the label.
+/// Fraction of rows of `logits` whose arg-max (the first, on ties) is the label; 0 for no rows.
+///
+/// Kept for the lesson, which always passes consistent data; new code uses
+/// [`crate::metrics::accuracy`], which reports a wrong label count or an out-of-range label as an
+/// error instead.
 pub fn accuracy<T: Float>(logits: &Tensor<T>, labels: &[usize]) -> f64 {
-    let k = logits.dims().last().copied().unwrap_or(1).max(1);
-    let correct = logits
-        .data()
-        .chunks(k)
-        .zip(labels)
-        .filter(|(row, label)| {
-            let best = (0..row.len()).fold(0, |b, j| if row[j] > row[b] { j } else { b });
-            best == **label
-        })
-        .count();
-    correct as f64 / labels.len().max(1) as f64
+    crate::metrics::accuracy(logits, labels).unwrap_or(0.0)
 }
 
 /// One step with every gradient derived by hand.

@@ -55,6 +55,7 @@
 
 pub mod bitmask;
 mod creation;
+pub mod data;
 pub mod datasets;
 #[cfg(feature = "mpi")]
 pub mod distributed;
@@ -68,6 +69,7 @@ pub mod inspect;
 pub(crate) mod io;
 mod kernels;
 pub mod lesson;
+pub mod metrics;
 pub mod nn;
 pub mod ops;
 pub mod optim;
@@ -120,4 +122,6 @@ mod guide {
     struct Reliability;
     #[doc = include_str!("../docs/README.md")]
     struct Guide;
+    #[doc = include_str!("../docs/data.md")]
+    struct Data;
 }

@@ -38,5 +38,8 @@ pub use checkpoint::{
     StateDict, load_safetensors, load_safetensors_bytes, save_safetensors, to_safetensors_bytes,
 };
 pub use layers::{Dropout, Linear, ReLU, Sequential};
+pub use loss::{
+    BCELoss, BCEWithLogitsLoss, HuberLoss, KLDivLoss, KLDivReduction, L1Loss, SmoothL1Loss,
+};
 pub use loss::{CrossEntropyLoss, MSELoss, NLLLoss};
 pub use module::{Context, Entry, Forward, Layer, Module, Visitor};
