@@ -13,9 +13,8 @@ use tapegrad::optim::lr_scheduler::{
     PlateauConfig, PlateauMode, ReduceLROnPlateau, SequentialLR, StepLR, ThresholdMode,
 };
 use tapegrad::optim::{
-    Adagrad, AdagradConfig, Adam, AdamConfig, GradAccumulator, GradSource, LrScheduler,
-    Optimizer, ParamGroup, RMSprop, RMSpropConfig, Sgd, SgdConfig, clip_grad_norm,
-    clip_grad_value,
+    Adagrad, AdagradConfig, Adam, AdamConfig, GradAccumulator, GradSource, LrScheduler, Optimizer,
+    ParamGroup, RMSprop, RMSpropConfig, Sgd, SgdConfig, clip_grad_norm, clip_grad_value,
 };
 use tapegrad::{Error, Float, Param, Tape, Tensor};
 
@@ -434,8 +433,7 @@ fn sequential_matches_pytorch_bit_for_bit() {
         let b = StepLR::new(o, 3, 0.5).unwrap();
         let c = CosineAnnealingLR::new(o, 10, 0.0).unwrap();
         Box::new(
-            SequentialLR::new(o, vec![Box::new(a), Box::new(b), Box::new(c)], vec![6, 15])
-                .unwrap(),
+            SequentialLR::new(o, vec![Box::new(a), Box::new(b), Box::new(c)], vec![6, 15]).unwrap(),
         )
     });
 }
@@ -573,14 +571,20 @@ fn clipping_works_on_the_gradients_of_a_backward_pass() {
     assert_eq!(acc.grad(&w).unwrap().data(), &[6.0 * coef, 8.0 * coef]);
     // No gradients at all: norm 0.
     let mut empty = GradAccumulator::<f64>::new();
-    assert_eq!(clip_grad_norm(&mut empty, [&w], 1.0, 2.0, true).unwrap(), 0.0);
+    assert_eq!(
+        clip_grad_norm(&mut empty, [&w], 1.0, 2.0, true).unwrap(),
+        0.0
+    );
 }
 
 #[test]
 fn clipping_errors_and_non_finite_norms() {
     let w = Param::new("w", Tensor::from_vec(vec![0.0f64; 3], &[3]).unwrap());
     let mut grads = GradAccumulator::new();
-    grads.set(&w, Tensor::from_vec(vec![1.0, f64::INFINITY, 2.0], &[3]).unwrap());
+    grads.set(
+        &w,
+        Tensor::from_vec(vec![1.0, f64::INFINITY, 2.0], &[3]).unwrap(),
+    );
     for (max_norm, norm_type, name) in [
         (-1.0, 2.0, "max_norm"),
         (f64::NAN, 2.0, "max_norm"),
@@ -597,7 +601,13 @@ fn clipping_errors_and_non_finite_norms() {
     // error_if_nonfinite: an error, and the gradients untouched.
     let e = clip_grad_norm(&mut grads, [&w], 1.0, 2.0, true).unwrap_err();
     assert!(
-        matches!(e, Error::InvalidArgument { op: "clip_grad_norm", .. }),
+        matches!(
+            e,
+            Error::InvalidArgument {
+                op: "clip_grad_norm",
+                ..
+            }
+        ),
         "{e}"
     );
     assert_eq!(grads.grad(&w).unwrap().data(), &[1.0, f64::INFINITY, 2.0]);
@@ -609,8 +619,15 @@ fn clipping_errors_and_non_finite_norms() {
     // A NaN gradient makes the norm NaN, for every norm type.
     for p in [1.0, 2.0, 3.0, f64::INFINITY] {
         let mut grads = GradAccumulator::new();
-        grads.set(&w, Tensor::from_vec(vec![1.0, f64::NAN, 2.0], &[3]).unwrap());
-        assert!(clip_grad_norm(&mut grads, [&w], 1.0, p, false).unwrap().is_nan());
+        grads.set(
+            &w,
+            Tensor::from_vec(vec![1.0, f64::NAN, 2.0], &[3]).unwrap(),
+        );
+        assert!(
+            clip_grad_norm(&mut grads, [&w], 1.0, p, false)
+                .unwrap()
+                .is_nan()
+        );
     }
     let e = clip_grad_value(&mut grads, [&w], -0.5).unwrap_err();
     assert!(matches!(
@@ -676,7 +693,10 @@ impl Model {
     fn new(seed: u64) -> Model {
         let mut rng = rand_pcg::Pcg64::seed_from_u64(seed);
         Model {
-            weight: Param::new("weight", Tensor::normal(&[4, 3], 0.0, 0.5, &mut rng).unwrap()),
+            weight: Param::new(
+                "weight",
+                Tensor::normal(&[4, 3], 0.0, 0.5, &mut rng).unwrap(),
+            ),
             bias: Param::new("bias", Tensor::normal(&[3], 0.0, 0.5, &mut rng).unwrap()),
         }
     }
@@ -732,7 +752,10 @@ fn check_resume(what: &str, make_opt: MakeOpt, make_schedule: MakeSchedule) {
 
     let dir = std::env::temp_dir().join(format!("tapegrad-optim-resume-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let (model_path, optim_path) = (dir.join(format!("{what}.model")), dir.join(format!("{what}.optim")));
+    let (model_path, optim_path) = (
+        dir.join(format!("{what}.model")),
+        dir.join(format!("{what}.optim")),
+    );
     {
         let first = Model::new(1);
         let mut opt = make_opt(first.groups());
@@ -751,8 +774,12 @@ fn check_resume(what: &str, make_opt: MakeOpt, make_schedule: MakeSchedule) {
     // A fresh process, as far as the optimizer can tell: new parameters (new ids, other values).
     let resumed = Model::new(2);
     let model = StateDict::<f32>::load(&model_path).unwrap();
-    resumed.weight.set(model.get("weight").unwrap().try_clone().unwrap());
-    resumed.bias.set(model.get("bias").unwrap().try_clone().unwrap());
+    resumed
+        .weight
+        .set(model.get("weight").unwrap().try_clone().unwrap());
+    resumed
+        .bias
+        .set(model.get("bias").unwrap().try_clone().unwrap());
     let mut opt = make_opt(resumed.groups());
     let mut schedule = make_schedule(&mut *opt);
     let optim = StateDict::load(&optim_path).unwrap();
@@ -959,7 +986,10 @@ fn loading_a_bad_state_is_an_error_and_changes_nothing() {
         .unwrap();
     let mut opt = fresh();
     let e = opt.load_state_dict(&adam_sd).unwrap_err();
-    assert!(matches!(e, Error::InvalidArgument { op: "RMSprop", .. }), "{e}");
+    assert!(
+        matches!(e, Error::InvalidArgument { op: "RMSprop", .. }),
+        "{e}"
+    );
     unchanged(&opt);
 
     // A buffer missing.
@@ -982,7 +1012,10 @@ fn loading_a_bad_state_is_an_error_and_changes_nothing() {
         std::sync::Arc::new(Tensor::zeros(&[3, 4]).unwrap()),
     );
     let e = opt.load_state_dict(&sd).unwrap_err();
-    assert!(matches!(&e, Error::CheckpointShape { name, .. } if name == "state.weight.square_avg"), "{e}");
+    assert!(
+        matches!(&e, Error::CheckpointShape { name, .. } if name == "state.weight.square_avg"),
+        "{e}"
+    );
     unchanged(&opt);
 
     // An extra tensor.
@@ -992,7 +1025,10 @@ fn loading_a_bad_state_is_an_error_and_changes_nothing() {
         std::sync::Arc::new(Tensor::zeros(&[4, 3]).unwrap()),
     );
     let e = opt.load_state_dict(&sd).unwrap_err();
-    assert!(matches!(&e, Error::CheckpointUnexpected { name } if name == "state.weight.grad_avg"), "{e}");
+    assert!(
+        matches!(&e, Error::CheckpointUnexpected { name } if name == "state.weight.grad_avg"),
+        "{e}"
+    );
     unchanged(&opt);
 
     // Parameters of other names: a model whose parameters are called differently.
@@ -1022,10 +1058,21 @@ fn loading_a_bad_state_is_an_error_and_changes_nothing() {
     let mut sd = good.clone();
     sd.metadata.insert("hyper.alpha".into(), "1.5".into());
     let e = opt.load_state_dict(&sd).unwrap_err();
-    assert!(matches!(e, Error::InvalidHyperparameter { op: "RMSprop", name: "alpha", .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            Error::InvalidHyperparameter {
+                op: "RMSprop",
+                name: "alpha",
+                ..
+            }
+        ),
+        "{e}"
+    );
     unchanged(&opt);
     let mut sd = good.clone();
-    sd.metadata.insert("state.weight.step".into(), "many".into());
+    sd.metadata
+        .insert("state.weight.step".into(), "many".into());
     assert!(opt.load_state_dict(&sd).is_err());
     unchanged(&opt);
 
@@ -1033,7 +1080,10 @@ fn loading_a_bad_state_is_an_error_and_changes_nothing() {
     opt.load_state_dict(&good).unwrap();
     assert_eq!(opt.config().momentum, 0.9);
     assert_eq!(opt.lrs(), vec![0.01 * 0.9, 0.02 * 0.9]);
-    assert_eq!(tapegrad::optim::LrGroups::initial_lrs(&opt), vec![Some(0.01), Some(0.02)]);
+    assert_eq!(
+        tapegrad::optim::LrGroups::initial_lrs(&opt),
+        vec![Some(0.01), Some(0.02)]
+    );
     assert_eq!(opt.state_dict().unwrap().len(), 4);
 }
 
@@ -1048,7 +1098,10 @@ fn scheduler_state_round_trips_and_rejects_another_kind() {
     assert_eq!(state["last_epoch"], "3");
     let mut step = StepLR::new(&mut two_group_sgd(), 2, 0.5).unwrap();
     let e = step.load_state_dict(&state).unwrap_err();
-    assert!(matches!(e, Error::InvalidArgument { op: "StepLR", .. }), "{e}");
+    assert!(
+        matches!(e, Error::InvalidArgument { op: "StepLR", .. }),
+        "{e}"
+    );
     assert_eq!(step.last_epoch(), 0);
     let mut again = CosineAnnealingLR::new(&mut two_group_sgd(), 10, 0.0).unwrap();
     again.load_state_dict(&state).unwrap();
@@ -1068,7 +1121,12 @@ fn hyper_error<T: std::fmt::Debug>(r: tapegrad::Result<T>, op: &str, name: &str)
 
 #[test]
 fn every_hyperparameter_is_validated() {
-    let p = || vec![("w".to_string(), Param::new("w", Tensor::<f32>::zeros(&[2]).unwrap()))];
+    let p = || {
+        vec![(
+            "w".to_string(),
+            Param::new("w", Tensor::<f32>::zeros(&[2]).unwrap()),
+        )]
+    };
     let r = RMSpropConfig::default();
     for (config, name) in [
         (RMSpropConfig { lr: -1.0, ..r }, "lr"),
@@ -1076,28 +1134,72 @@ fn every_hyperparameter_is_validated() {
         (RMSpropConfig { alpha: 1.5, ..r }, "alpha"),
         (RMSpropConfig { alpha: -0.1, ..r }, "alpha"),
         (RMSpropConfig { eps: f64::NAN, ..r }, "eps"),
-        (RMSpropConfig { momentum: -0.5, ..r }, "momentum"),
-        (RMSpropConfig { weight_decay: f64::INFINITY, ..r }, "weight_decay"),
+        (
+            RMSpropConfig {
+                momentum: -0.5,
+                ..r
+            },
+            "momentum",
+        ),
+        (
+            RMSpropConfig {
+                weight_decay: f64::INFINITY,
+                ..r
+            },
+            "weight_decay",
+        ),
     ] {
         hyper_error(RMSprop::new(p(), config), "RMSprop", name);
     }
     let a = AdagradConfig::default();
     for (config, name) in [
         (AdagradConfig { lr: -0.1, ..a }, "lr"),
-        (AdagradConfig { lr_decay: -1.0, ..a }, "lr_decay"),
-        (AdagradConfig { weight_decay: -1.0, ..a }, "weight_decay"),
-        (AdagradConfig { initial_accumulator_value: -1.0, ..a }, "initial_accumulator_value"),
+        (
+            AdagradConfig {
+                lr_decay: -1.0,
+                ..a
+            },
+            "lr_decay",
+        ),
+        (
+            AdagradConfig {
+                weight_decay: -1.0,
+                ..a
+            },
+            "weight_decay",
+        ),
+        (
+            AdagradConfig {
+                initial_accumulator_value: -1.0,
+                ..a
+            },
+            "initial_accumulator_value",
+        ),
         (AdagradConfig { eps: -1e-10, ..a }, "eps"),
     ] {
         hyper_error(Adagrad::new(p(), config), "Adagrad", name);
     }
     hyper_error(
-        Adam::new(p(), AdamConfig { betas: (1.0, 0.9), amsgrad: true, ..Default::default() }),
+        Adam::new(
+            p(),
+            AdamConfig {
+                betas: (1.0, 0.9),
+                amsgrad: true,
+                ..Default::default()
+            },
+        ),
         "Adam",
         "beta1",
     );
     hyper_error(
-        Adam::new(p(), AdamConfig { eps: -1.0, maximize: true, ..AdamConfig::adamw() }),
+        Adam::new(
+            p(),
+            AdamConfig {
+                eps: -1.0,
+                maximize: true,
+                ..AdamConfig::adamw()
+            },
+        ),
         "AdamW",
         "eps",
     );
@@ -1141,36 +1243,91 @@ fn scheduler_settings_are_validated() {
     let mut sgd = two_group_sgd();
     hyper_error(StepLR::new(&mut sgd, 0, 0.1), "StepLR", "step_size");
     hyper_error(StepLR::new(&mut sgd, 3, -0.1), "StepLR", "gamma");
-    hyper_error(MultiStepLR::new(&mut sgd, &[2], f64::NAN), "MultiStepLR", "gamma");
-    hyper_error(ExponentialLR::new(&mut sgd, f64::INFINITY), "ExponentialLR", "gamma");
-    hyper_error(CosineAnnealingLR::new(&mut sgd, 0, 0.0), "CosineAnnealingLR", "T_max");
-    hyper_error(CosineAnnealingLR::new(&mut sgd, 5, -1.0), "CosineAnnealingLR", "eta_min");
-    hyper_error(LinearLR::new(&mut sgd, 0.0, 1.0, 5), "LinearLR", "start_factor");
-    hyper_error(LinearLR::new(&mut sgd, 0.5, 1.5, 5), "LinearLR", "end_factor");
-    hyper_error(LinearLR::new(&mut sgd, 0.5, 1.0, 0), "LinearLR", "total_iters");
+    hyper_error(
+        MultiStepLR::new(&mut sgd, &[2], f64::NAN),
+        "MultiStepLR",
+        "gamma",
+    );
+    hyper_error(
+        ExponentialLR::new(&mut sgd, f64::INFINITY),
+        "ExponentialLR",
+        "gamma",
+    );
+    hyper_error(
+        CosineAnnealingLR::new(&mut sgd, 0, 0.0),
+        "CosineAnnealingLR",
+        "T_max",
+    );
+    hyper_error(
+        CosineAnnealingLR::new(&mut sgd, 5, -1.0),
+        "CosineAnnealingLR",
+        "eta_min",
+    );
+    hyper_error(
+        LinearLR::new(&mut sgd, 0.0, 1.0, 5),
+        "LinearLR",
+        "start_factor",
+    );
+    hyper_error(
+        LinearLR::new(&mut sgd, 0.5, 1.5, 5),
+        "LinearLR",
+        "end_factor",
+    );
+    hyper_error(
+        LinearLR::new(&mut sgd, 0.5, 1.0, 0),
+        "LinearLR",
+        "total_iters",
+    );
     let one = OneCycleConfig {
         max_lrs: vec![0.1],
         total_steps: 10,
         ..Default::default()
     };
     hyper_error(
-        OneCycleLR::new(&mut sgd, OneCycleConfig { total_steps: 0, ..one.clone() }),
+        OneCycleLR::new(
+            &mut sgd,
+            OneCycleConfig {
+                total_steps: 0,
+                ..one.clone()
+            },
+        ),
         "OneCycleLR",
         "total_steps",
     );
     hyper_error(
-        OneCycleLR::new(&mut sgd, OneCycleConfig { pct_start: 1.5, ..one.clone() }),
+        OneCycleLR::new(
+            &mut sgd,
+            OneCycleConfig {
+                pct_start: 1.5,
+                ..one.clone()
+            },
+        ),
         "OneCycleLR",
         "pct_start",
     );
     hyper_error(
-        OneCycleLR::new(&mut sgd, OneCycleConfig { div_factor: 0.0, ..one.clone() }),
+        OneCycleLR::new(
+            &mut sgd,
+            OneCycleConfig {
+                div_factor: 0.0,
+                ..one.clone()
+            },
+        ),
         "OneCycleLR",
         "div_factor",
     );
     assert!(matches!(
-        OneCycleLR::new(&mut sgd, OneCycleConfig { max_lrs: vec![0.1, 0.2, 0.3], ..one.clone() }),
-        Err(Error::ArgumentCount { op: "OneCycleLR", .. })
+        OneCycleLR::new(
+            &mut sgd,
+            OneCycleConfig {
+                max_lrs: vec![0.1, 0.2, 0.3],
+                ..one.clone()
+            }
+        ),
+        Err(Error::ArgumentCount {
+            op: "OneCycleLR",
+            ..
+        })
     ));
     // Stepping past the end of the cycle.
     let mut cycle = OneCycleLR::new(&mut sgd, one).unwrap();
@@ -1180,7 +1337,10 @@ fn scheduler_settings_are_validated() {
     let lrs = sgd.lrs();
     assert!(matches!(
         cycle.step(&mut sgd),
-        Err(Error::InvalidArgument { op: "OneCycleLR", .. })
+        Err(Error::InvalidArgument {
+            op: "OneCycleLR",
+            ..
+        })
     ));
     assert_eq!(sgd.lrs(), lrs, "a failed step changes nothing");
     assert_eq!(cycle.last_epoch(), 10);
@@ -1190,15 +1350,27 @@ fn scheduler_settings_are_validated() {
     let b = ExponentialLR::new(&mut sgd, 0.8).unwrap();
     assert!(matches!(
         SequentialLR::new(&mut sgd, vec![Box::new(a), Box::new(b)], vec![]),
-        Err(Error::ArgumentCount { op: "SequentialLR", .. })
+        Err(Error::ArgumentCount {
+            op: "SequentialLR",
+            ..
+        })
     ));
     assert!(matches!(
         SequentialLR::new(&mut two_group_sgd(), vec![], vec![]),
-        Err(Error::InvalidArgument { op: "SequentialLR", .. })
+        Err(Error::InvalidArgument {
+            op: "SequentialLR",
+            ..
+        })
     ));
     for factor in [1.0, -0.5, f64::NAN] {
         hyper_error(
-            ReduceLROnPlateau::new(&mut sgd, PlateauConfig { factor, ..Default::default() }),
+            ReduceLROnPlateau::new(
+                &mut sgd,
+                PlateauConfig {
+                    factor,
+                    ..Default::default()
+                },
+            ),
             "ReduceLROnPlateau",
             "factor",
         );
@@ -1206,8 +1378,14 @@ fn scheduler_settings_are_validated() {
     assert!(matches!(
         ReduceLROnPlateau::new(
             &mut sgd,
-            PlateauConfig { min_lrs: vec![0.0; 3], ..Default::default() }
+            PlateauConfig {
+                min_lrs: vec![0.0; 3],
+                ..Default::default()
+            }
         ),
-        Err(Error::ArgumentCount { op: "ReduceLROnPlateau", .. })
+        Err(Error::ArgumentCount {
+            op: "ReduceLROnPlateau",
+            ..
+        })
     ));
 }

@@ -111,7 +111,10 @@ struct Core {
 }
 
 fn fmt_list(xs: &[f64]) -> String {
-    xs.iter().map(|x| format!("{x:?}")).collect::<Vec<_>>().join(" ")
+    xs.iter()
+        .map(|x| format!("{x:?}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn bad_state(op: &'static str, reason: String) -> Error {
@@ -315,7 +318,13 @@ macro_rules! epoch_scheduler {
     };
 }
 
-fn check(op: &'static str, name: &'static str, value: f64, ok: bool, reason: &'static str) -> Result<()> {
+fn check(
+    op: &'static str,
+    name: &'static str,
+    value: f64,
+    ok: bool,
+    reason: &'static str,
+) -> Result<()> {
     super::check_hyper(op, name, value, ok, reason)
 }
 
@@ -370,7 +379,12 @@ impl Rule for StepLR {
 
     fn closed_form(&self, core: &Core, epoch: i64) -> Option<Vec<f64>> {
         let k = epoch.div_euclid(self.step_size as i64) as f64;
-        Some(core.base_lrs.iter().map(|b| b * self.gamma.powf(k)).collect())
+        Some(
+            core.base_lrs
+                .iter()
+                .map(|b| b * self.gamma.powf(k))
+                .collect(),
+        )
     }
 }
 
@@ -419,7 +433,12 @@ impl Rule for MultiStepLR {
     fn closed_form(&self, core: &Core, epoch: i64) -> Option<Vec<f64>> {
         // bisect_right: the milestones ≤ epoch.
         let k = self.milestones.partition_point(|&m| m <= epoch) as f64;
-        Some(core.base_lrs.iter().map(|b| b * self.gamma.powf(k)).collect())
+        Some(
+            core.base_lrs
+                .iter()
+                .map(|b| b * self.gamma.powf(k))
+                .collect(),
+        )
     }
 }
 
@@ -603,8 +622,7 @@ impl Rule for LinearLR {
         if initial || epoch > self.total_iters as i64 {
             return Ok(lrs.to_vec());
         }
-        let factor =
-            1.0 + (e - s) / (self.total_iters as f64 * s + (epoch - 1) as f64 * (e - s));
+        let factor = 1.0 + (e - s) / (self.total_iters as f64 * s + (epoch - 1) as f64 * (e - s));
         Ok(lrs.iter().map(|lr| lr * factor).collect())
     }
 
@@ -709,7 +727,13 @@ impl OneCycleLR {
             ("div_factor", config.div_factor),
             ("final_div_factor", config.final_div_factor),
         ] {
-            check(op, name, v, v > 0.0 && v.is_finite(), "must be finite and > 0")?;
+            check(
+                op,
+                name,
+                v,
+                v > 0.0 && v.is_finite(),
+                "must be finite and > 0",
+            )?;
         }
         let groups = opt.group_lrs().len();
         let max_lrs = match config.max_lrs.len() {
@@ -725,7 +749,13 @@ impl OneCycleLR {
             }
         };
         for &m in &max_lrs {
-            check(op, "max_lr", m, m >= 0.0 && m.is_finite(), "must be finite and >= 0")?;
+            check(
+                op,
+                "max_lr",
+                m,
+                m >= 0.0 && m.is_finite(),
+                "must be finite and >= 0",
+            )?;
         }
         let total = config.total_steps as f64;
         let pct = config.pct_start;
@@ -783,7 +813,7 @@ impl Rule for OneCycleLR {
         }
         let step = epoch as f64;
         let mut out = Vec::with_capacity(lrs.len());
-        for group in 0..lrs.len() {
+        for (group, &current) in lrs.iter().enumerate() {
             let mut start_step = 0.0;
             let mut computed = None;
             for (i, &(end_step, from, to)) in self.phases.iter().enumerate() {
@@ -808,7 +838,7 @@ impl Rule for OneCycleLR {
                 start_step = end_step;
             }
             // The last phase always matches.
-            out.push(computed.unwrap_or(lrs[group]));
+            out.push(computed.unwrap_or(current));
         }
         Ok(out)
     }
@@ -933,7 +963,10 @@ impl LrScheduler for SequentialLR {
         let op = "SequentialLR";
         let kind = get(op, state, "scheduler")?;
         if kind != op {
-            return Err(bad_state(op, format!("the state was saved by {kind}, not {op}")));
+            return Err(bad_state(
+                op,
+                format!("the state was saved by {kind}, not {op}"),
+            ));
         }
         let last_epoch: i64 = parse(op, state, "last_epoch")?;
         let step_count: u64 = parse(op, state, "step_count")?;
@@ -1084,7 +1117,13 @@ impl ReduceLROnPlateau {
             "must lie in [0, 1)",
         )?;
         for (name, v) in [("threshold", config.threshold), ("eps", config.eps)] {
-            check(op, name, v, v >= 0.0 && v.is_finite(), "must be finite and >= 0")?;
+            check(
+                op,
+                name,
+                v,
+                v >= 0.0 && v.is_finite(),
+                "must be finite and >= 0",
+            )?;
         }
         let lrs = opt.group_lrs();
         let min_lrs = match config.min_lrs.len() {
@@ -1100,7 +1139,13 @@ impl ReduceLROnPlateau {
             }
         };
         for &m in &min_lrs {
-            check(op, "min_lr", m, m >= 0.0 && m.is_finite(), "must be finite and >= 0")?;
+            check(
+                op,
+                "min_lr",
+                m,
+                m >= 0.0 && m.is_finite(),
+                "must be finite and >= 0",
+            )?;
         }
         let best = match config.mode {
             PlateauMode::Min => f64::INFINITY,
@@ -1161,7 +1206,11 @@ impl ReduceLROnPlateau {
                     // Python's max(old·factor, min): the first unless the second is larger.
                     let scaled = old * self.config.factor;
                     let new = if min > scaled { min } else { scaled };
-                    if old - new > self.config.eps { new } else { old }
+                    if old - new > self.config.eps {
+                        new
+                    } else {
+                        old
+                    }
                 })
                 .collect();
             opt.set_group_lrs(&reduced)?;
@@ -1208,7 +1257,10 @@ impl ReduceLROnPlateau {
         let op = "ReduceLROnPlateau";
         let kind = get(op, state, "scheduler")?;
         if kind != op {
-            return Err(bad_state(op, format!("the state was saved by {kind}, not {op}")));
+            return Err(bad_state(
+                op,
+                format!("the state was saved by {kind}, not {op}"),
+            ));
         }
         let best = parse(op, state, "best")?;
         let bad = parse(op, state, "num_bad_epochs")?;

@@ -121,8 +121,11 @@ impl<'a> Meta<'a> {
 /// What a load will set, every entry checked: per group (lr, initial lr, weight decay) and per
 /// slot its state.
 pub(crate) struct Plan<T: Float> {
-    groups: Vec<(f64, Option<f64>, f64, Vec<Option<SlotState<T>>>)>,
+    groups: Vec<GroupPlan<T>>,
 }
+
+/// One group's saved lr, initial lr, weight decay, and each slot's state.
+type GroupPlan<T> = (f64, Option<f64>, f64, Vec<Option<SlotState<T>>>);
 
 /// Checks a saved state against `groups` (names, shapes, every entry used) and reads it, without
 /// changing anything.
