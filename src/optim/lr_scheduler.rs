@@ -345,6 +345,22 @@ fn positive(op: &'static str, name: &'static str, n: u64) -> Result<()> {
 /// Multiplies each group's lr by `gamma` every `step_size` epochs.
 ///
 /// PyTorch equivalent: `torch.optim.lr_scheduler.StepLR(optimizer, step_size, gamma)`.
+///
+/// ```
+/// use tapegrad::optim::lr_scheduler::{StepLR};
+/// use tapegrad::optim::{LrScheduler, Optimizer, Sgd, SgdConfig};
+/// use tapegrad::{Param, Tensor};
+/// let w = Param::new("w", Tensor::<f32>::zeros(&[1])?);
+/// let mut sgd = Sgd::new(vec![("w".to_string(), w)], SgdConfig { lr: 1.0, ..Default::default() })?;
+/// let mut s = StepLR::new(&mut sgd, 2, 0.5)?;
+/// let mut lrs = vec![sgd.lr()];
+/// for _ in 0..5 {
+///     s.step(&mut sgd)?;
+///     lrs.push(sgd.lr());
+/// }
+/// assert_eq!(lrs, vec![1.0, 1.0, 0.5, 0.5, 0.25, 0.25]);
+/// # Ok::<(), tapegrad::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct StepLR {
     core: Core,
@@ -394,6 +410,22 @@ epoch_scheduler!(StepLR);
 /// listed k times).
 ///
 /// PyTorch equivalent: `torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma)`.
+///
+/// ```
+/// use tapegrad::optim::lr_scheduler::{MultiStepLR};
+/// use tapegrad::optim::{LrScheduler, Optimizer, Sgd, SgdConfig};
+/// use tapegrad::{Param, Tensor};
+/// let w = Param::new("w", Tensor::<f32>::zeros(&[1])?);
+/// let mut sgd = Sgd::new(vec![("w".to_string(), w)], SgdConfig { lr: 1.0, ..Default::default() })?;
+/// let mut s = MultiStepLR::new(&mut sgd, &[1, 3, 3], 0.5)?;
+/// let mut lrs = vec![sgd.lr()];
+/// for _ in 0..4 {
+///     s.step(&mut sgd)?;
+///     lrs.push(sgd.lr());
+/// }
+/// assert_eq!(lrs, vec![1.0, 0.5, 0.5, 0.125, 0.125]); // 3 is listed twice: ×0.5²
+/// # Ok::<(), tapegrad::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct MultiStepLR {
     core: Core,
@@ -447,6 +479,19 @@ epoch_scheduler!(MultiStepLR);
 /// Multiplies each group's lr by `gamma` every epoch.
 ///
 /// PyTorch equivalent: `torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma)`.
+///
+/// ```
+/// use tapegrad::optim::lr_scheduler::{ExponentialLR};
+/// use tapegrad::optim::{LrScheduler, Optimizer, Sgd, SgdConfig};
+/// use tapegrad::{Param, Tensor};
+/// let w = Param::new("w", Tensor::<f32>::zeros(&[1])?);
+/// let mut sgd = Sgd::new(vec![("w".to_string(), w)], SgdConfig { lr: 1.0, ..Default::default() })?;
+/// let mut s = ExponentialLR::new(&mut sgd, 0.5)?;
+/// s.step(&mut sgd)?;
+/// s.step(&mut sgd)?;
+/// assert_eq!(sgd.lr(), 0.25);
+/// # Ok::<(), tapegrad::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct ExponentialLR {
     core: Core,
@@ -492,6 +537,22 @@ epoch_scheduler!(ExponentialLR);
 /// `η_min + (η_base − η_min)(1 + cos(π·epoch/t_max))/2`.
 ///
 /// PyTorch equivalent: `torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max, eta_min)`.
+///
+/// ```
+/// use tapegrad::optim::lr_scheduler::{CosineAnnealingLR};
+/// use tapegrad::optim::{LrScheduler, Optimizer, Sgd, SgdConfig};
+/// use tapegrad::{Param, Tensor};
+/// let w = Param::new("w", Tensor::<f32>::zeros(&[1])?);
+/// let mut sgd = Sgd::new(vec![("w".to_string(), w)], SgdConfig { lr: 1.0, ..Default::default() })?;
+/// let mut s = CosineAnnealingLR::new(&mut sgd, 4, 0.0)?;
+/// s.step(&mut sgd)?;
+/// s.step(&mut sgd)?;
+/// assert!((sgd.lr() - 0.5).abs() < 1e-15); // half-way down the half cosine
+/// s.step(&mut sgd)?;
+/// s.step(&mut sgd)?;
+/// assert!(sgd.lr().abs() < 1e-15);
+/// # Ok::<(), tapegrad::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct CosineAnnealingLR {
     core: Core,
@@ -569,6 +630,22 @@ epoch_scheduler!(CosineAnnealingLR);
 ///
 /// PyTorch equivalent: `torch.optim.lr_scheduler.LinearLR(optimizer, start_factor, end_factor,
 /// total_iters)`.
+///
+/// ```
+/// use tapegrad::optim::lr_scheduler::{LinearLR};
+/// use tapegrad::optim::{LrScheduler, Optimizer, Sgd, SgdConfig};
+/// use tapegrad::{Param, Tensor};
+/// let w = Param::new("w", Tensor::<f32>::zeros(&[1])?);
+/// let mut sgd = Sgd::new(vec![("w".to_string(), w)], SgdConfig { lr: 1.0, ..Default::default() })?;
+/// let mut s = LinearLR::new(&mut sgd, 0.25, 1.0, 3)?;
+/// let mut lrs = vec![sgd.lr()];
+/// for _ in 0..4 {
+///     s.step(&mut sgd)?;
+///     lrs.push(sgd.lr());
+/// }
+/// assert_eq!(lrs, vec![0.25, 0.5, 0.75, 1.0, 1.0]);
+/// # Ok::<(), tapegrad::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct LinearLR {
     core: Core,
@@ -699,6 +776,25 @@ enum Level {
 /// cycle_momentum=False)`. Momentum cycling (PyTorch's default `cycle_momentum=True`) is not
 /// done: it changes the optimizer's momentum or β₁, which [`LrGroups`] does not reach; the lr
 /// sequence is the same either way.
+///
+/// ```
+/// use tapegrad::optim::lr_scheduler::{{OneCycleConfig, OneCycleLR}};
+/// use tapegrad::optim::{LrScheduler, Optimizer, Sgd, SgdConfig};
+/// use tapegrad::{Param, Tensor};
+/// let w = Param::new("w", Tensor::<f32>::zeros(&[1])?);
+/// let mut sgd = Sgd::new(vec![("w".to_string(), w)], SgdConfig { lr: 1.0, ..Default::default() })?;
+/// let config = OneCycleConfig { max_lrs: vec![0.5], total_steps: 11, ..Default::default() };
+/// let mut s = OneCycleLR::new(&mut sgd, config)?;
+/// let mut lrs = vec![sgd.lr()];
+/// for _ in 0..10 {
+///     s.step(&mut sgd)?;
+///     lrs.push(sgd.lr());
+/// }
+/// assert!((lrs[0] - 0.5 / 25.0).abs() < 1e-15);         // max_lr / div_factor
+/// assert!(lrs.iter().all(|&lr| lr <= 0.5));
+/// assert!((lrs[10] - 0.5 / 25.0 / 1e4).abs() < 1e-12);  // … / final_div_factor at the end
+/// # Ok::<(), tapegrad::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct OneCycleLR {
     core: Core,
@@ -855,6 +951,25 @@ epoch_scheduler!(OneCycleLR);
 ///
 /// PyTorch equivalent: `torch.optim.lr_scheduler.SequentialLR(optimizer, schedulers,
 /// milestones)`.
+///
+/// ```
+/// use tapegrad::optim::lr_scheduler::{{ExponentialLR, SequentialLR, StepLR}};
+/// use tapegrad::optim::{LrScheduler, Optimizer, Sgd, SgdConfig};
+/// use tapegrad::{Param, Tensor};
+/// let w = Param::new("w", Tensor::<f32>::zeros(&[1])?);
+/// let mut sgd = Sgd::new(vec![("w".to_string(), w)], SgdConfig { lr: 1.0, ..Default::default() })?;
+/// // Constant for 2 epochs (ExponentialLR with γ = 1), then halved every epoch.
+/// let flat = ExponentialLR::new(&mut sgd, 1.0)?;
+/// let decay = StepLR::new(&mut sgd, 1, 0.5)?;
+/// let mut s = SequentialLR::new(&mut sgd, vec![Box::new(flat), Box::new(decay)], vec![2])?;
+/// let mut lrs = vec![sgd.lr()];
+/// for _ in 0..4 {
+///     s.step(&mut sgd)?;
+///     lrs.push(sgd.lr());
+/// }
+/// assert_eq!(lrs, vec![1.0, 1.0, 1.0, 0.5, 0.25]);
+/// # Ok::<(), tapegrad::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct SequentialLR {
     schedulers: Vec<Box<dyn LrScheduler>>,
