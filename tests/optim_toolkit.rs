@@ -13,8 +13,8 @@ use tapegrad::optim::lr_scheduler::{
     PlateauConfig, PlateauMode, ReduceLROnPlateau, SequentialLR, StepLR, ThresholdMode,
 };
 use tapegrad::optim::{
-    Adagrad, AdagradConfig, Adam, AdamConfig, GradAccumulator, GradSource, LrScheduler, Optimizer,
-    ParamGroup, RMSprop, RMSpropConfig, Sgd, SgdConfig, clip_grad_norm, clip_grad_value,
+    Adagrad, AdagradConfig, Adam, AdamConfig, GradAccumulator, GradSource, LrGroups, LrScheduler,
+    Optimizer, ParamGroup, RMSprop, RMSpropConfig, Sgd, SgdConfig, clip_grad_norm, clip_grad_value,
 };
 use tapegrad::{Error, Float, Param, Tape, Tensor};
 
@@ -77,6 +77,16 @@ fn check_case<T: Float>(
     grouped: bool,
     make: impl FnOnce(Vec<ParamGroup<T>>) -> Box<dyn Optimizer<T>>,
 ) {
+    check_scheduled_case(case, grouped, make, |_| None);
+}
+
+/// As [`check_case`], with a scheduler (if `schedule` makes one) stepped after each step.
+fn check_scheduled_case<T: Float>(
+    case: &str,
+    grouped: bool,
+    make: impl FnOnce(Vec<ParamGroup<T>>) -> Box<dyn Optimizer<T>>,
+    schedule: impl FnOnce(&mut dyn Optimizer<T>) -> Option<Box<dyn LrScheduler>>,
+) {
     let g = golden();
     let (w, b) = params::<T>(&g);
     let groups = if grouped {
@@ -96,6 +106,7 @@ fn check_case<T: Float>(
         let lrs = opt.lrs();
         opt.set_lrs(&[lrs[0], lrs[1] * 0.5]).unwrap();
     }
+    let mut schedule = schedule(&mut *opt);
     let grads_w: Tensor<T> = golden_t(&g, "grads.weight");
     let grads_b: Tensor<T> = golden_t(&g, "grads.bias");
     let want_w: Tensor<T> = golden_t(&g, &format!("opt.{case}.{}.weight", tag::<T>()));
@@ -107,6 +118,9 @@ fn check_case<T: Float>(
         grads.set(&w, at(&grads_w, t, &[3, 4]));
         grads.set(&b, at(&grads_b, t, &[4]));
         opt.step(&grads).unwrap();
+        if let Some(s) = &mut schedule {
+            s.step(&mut *opt).unwrap();
+        }
         let what = format!("{case} ({}) step {}", tag::<T>(), t + 1);
         assert_close_t(
             &format!("{what} weight"),
@@ -304,6 +318,46 @@ fn all_optimizer_cases<T: Float>() {
             ..w
         }),
     );
+    // Under a 1cycle schedule that moves the lr and the momentum (β₁) at every step.
+    check_scheduled_case::<T>(
+        "adam_onecycle",
+        false,
+        adam(AdamConfig {
+            betas: (0.9, 0.99),
+            ..m
+        }),
+        |o| {
+            let config = OneCycleConfig {
+                max_lrs: vec![0.05],
+                total_steps: 10,
+                ..Default::default()
+            };
+            Some(Box::new(OneCycleLR::new(o, config).unwrap()))
+        },
+    );
+    check_scheduled_case::<T>(
+        "sgd_onecycle",
+        false,
+        |p| {
+            let config = SgdConfig {
+                lr: 0.01,
+                momentum: 0.9,
+                dampening: 0.1,
+                ..Default::default()
+            };
+            Box::new(Sgd::new(p, config).unwrap())
+        },
+        |o| {
+            let config = OneCycleConfig {
+                max_lrs: vec![0.2],
+                total_steps: 11,
+                three_phase: true,
+                anneal: Anneal::Linear,
+                ..Default::default()
+            };
+            Some(Box::new(OneCycleLR::new(o, config).unwrap()))
+        },
+    );
 }
 
 #[test]
@@ -392,6 +446,7 @@ fn one_cycle_matches_pytorch_bit_for_bit() {
     let base = OneCycleConfig {
         max_lrs: vec![1.0, 0.5],
         total_steps: 40,
+        cycle_momentum: false,
         ..Default::default()
     };
     let cos = base.clone();
@@ -419,6 +474,64 @@ fn one_cycle_matches_pytorch_bit_for_bit() {
     check_schedule("onecycle_three_phase", move |o| {
         Box::new(OneCycleLR::new(o, three).unwrap())
     });
+}
+
+#[test]
+fn one_cycle_momentum_matches_pytorch_bit_for_bit() {
+    // SGD's momentum.
+    let p0 = Param::new("p0", Tensor::<f64>::zeros(&[1]).unwrap());
+    let p1 = Param::new("p1", Tensor::<f64>::zeros(&[1]).unwrap());
+    let groups = || {
+        vec![
+            ParamGroup::new(vec![("p0".to_string(), p0.share())]).lr(0.1),
+            ParamGroup::new(vec![("p1".to_string(), p1.share())]).lr(0.05),
+        ]
+    };
+    let config = SgdConfig {
+        momentum: 0.9,
+        ..Default::default()
+    };
+    let mut sgd = Sgd::new(groups(), config).unwrap();
+    let one = OneCycleConfig {
+        max_lrs: vec![1.0, 0.5],
+        total_steps: 40,
+        base_momentum: 0.8,
+        max_momentum: 0.9,
+        ..Default::default()
+    };
+    let mut s = OneCycleLR::new(&mut sgd, one).unwrap();
+    let (mut lrs, mut moms) = (vec![sgd.lrs()], vec![sgd.group_momentums().unwrap()]);
+    for _ in 0..40 {
+        s.step(&mut sgd).unwrap();
+        lrs.push(sgd.lrs());
+        moms.push(sgd.group_momentums().unwrap());
+    }
+    assert_lrs("onecycle_momentum_sgd", &lrs);
+    assert_lrs("onecycle_momentum_sgd.momentum", &moms);
+    // Adam's β₁, three phases, linear.
+    let mut adam = Adam::new(groups(), AdamConfig::default()).unwrap();
+    let one = OneCycleConfig {
+        max_lrs: vec![0.3],
+        total_steps: 41,
+        anneal: Anneal::Linear,
+        three_phase: true,
+        ..Default::default()
+    };
+    let mut s = OneCycleLR::new(&mut adam, one).unwrap();
+    let (mut lrs, mut moms) = (vec![adam.lrs()], vec![adam.group_momentums().unwrap()]);
+    for _ in 0..40 {
+        s.step(&mut adam).unwrap();
+        lrs.push(adam.lrs());
+        moms.push(adam.group_momentums().unwrap());
+    }
+    assert_lrs("onecycle_momentum_adam", &lrs);
+    assert_lrs("onecycle_momentum_adam.momentum", &moms);
+    // The optimizer saves the group momentum with its state.
+    let sd = adam.state_dict().unwrap();
+    assert_eq!(
+        sd.metadata["group.0.momentum"].parse::<f64>().unwrap(),
+        moms[40][0]
+    );
 }
 
 #[test]
@@ -1281,6 +1394,7 @@ fn scheduler_settings_are_validated() {
     let one = OneCycleConfig {
         max_lrs: vec![0.1],
         total_steps: 10,
+        cycle_momentum: false,
         ..Default::default()
     };
     hyper_error(
@@ -1329,6 +1443,48 @@ fn scheduler_settings_are_validated() {
             ..
         })
     ));
+    // Momentum cycling needs momentum in the optimizer (this SGD has none; Adagrad never has).
+    assert!(matches!(
+        OneCycleLR::new(
+            &mut sgd,
+            OneCycleConfig {
+                cycle_momentum: true,
+                ..one.clone()
+            }
+        ),
+        Err(Error::InvalidHyperparameter {
+            op: "SGD",
+            name: "momentum",
+            ..
+        })
+    ));
+    let w = Param::new("w", Tensor::<f64>::zeros(&[1]).unwrap());
+    let mut adagrad = Adagrad::new(vec![("w".to_string(), w)], AdagradConfig::default()).unwrap();
+    assert!(matches!(
+        OneCycleLR::new(
+            &mut adagrad,
+            OneCycleConfig {
+                cycle_momentum: true,
+                ..one.clone()
+            }
+        ),
+        Err(Error::InvalidArgument {
+            op: "OneCycleLR",
+            ..
+        })
+    ));
+    hyper_error(
+        OneCycleLR::new(
+            &mut adagrad,
+            OneCycleConfig {
+                cycle_momentum: true,
+                max_momentum: 1.0,
+                ..one.clone()
+            },
+        ),
+        "OneCycleLR",
+        "max_momentum",
+    );
     // Stepping past the end of the cycle.
     let mut cycle = OneCycleLR::new(&mut sgd, one).unwrap();
     for _ in 0..10 {

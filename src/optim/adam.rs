@@ -174,7 +174,13 @@ impl<T: Float> Adam<T> {
     }
 }
 
-lr_groups!(Adam);
+lr_groups!(
+    Adam,
+    momentum: |c: &AdamConfig| c.betas.0,
+    check: |op, _: &AdamConfig, b1: f64| {
+        check_hyper(op, "beta1", b1, (0.0..1.0).contains(&b1), "must lie in [0, 1)")
+    }
+);
 
 impl<T: Float> Optimizer<T> for Adam<T> {
     fn step(&mut self, grads: &dyn GradSource<T>) -> Result<()> {
@@ -182,12 +188,14 @@ impl<T: Float> Optimizer<T> for Adam<T> {
         let op = c.name();
         let b2 = T::from_f64(c.betas.1);
         let eps = T::from_f64(c.eps);
-        // 1 − β in f64, then rounded once, as PyTorch passes them to its kernels.
-        let (one_minus_b1, one_minus_b2) =
-            (T::from_f64(1.0 - c.betas.0), T::from_f64(1.0 - c.betas.1));
+        let one_minus_b2 = T::from_f64(1.0 - c.betas.1);
         let sign = if c.maximize { -T::ONE } else { T::ONE };
         for group in &mut self.groups {
             let (lr, weight_decay) = (group.lr, group.weight_decay);
+            // β₁ may be the group's own (set by a scheduler). 1 − β in f64, then rounded once,
+            // as PyTorch passes it to its kernels.
+            let beta1 = group.momentum.unwrap_or(c.betas.0);
+            let one_minus_b1 = T::from_f64(1.0 - beta1);
             for slot in &mut group.slots {
                 let Some(grad) = grads.grad(&slot.param) else {
                     continue;
@@ -210,7 +218,7 @@ impl<T: Float> Optimizer<T> for Adam<T> {
                 state.step += 1;
                 // Python's float power, as PyTorch computes the bias corrections.
                 let t = state.step as f64;
-                let bias1 = 1.0 - c.betas.0.powf(t);
+                let bias1 = 1.0 - beta1.powf(t);
                 let bias2_sqrt = T::from_f64((1.0 - c.betas.1.powf(t)).powf(0.5));
                 let step_size = T::from_f64(lr / bias1);
                 let decay = T::from_f64(weight_decay);

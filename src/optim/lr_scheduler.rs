@@ -59,6 +59,23 @@ pub trait LrGroups {
     /// Sets each group's initial learning rate; fails, changing nothing, unless each is finite
     /// and ≥ 0.
     fn set_initial_lrs(&mut self, lrs: &[f64]) -> Result<()>;
+
+    /// Each group's momentum — SGD's and RMSprop's momentum, Adam's β₁ — or `None` if the
+    /// optimizer has none (Adagrad). PyTorch: `group["momentum"]`, `group["betas"][0]`.
+    fn group_momentums(&self) -> Option<Vec<f64>> {
+        None
+    }
+
+    /// Sets each group's momentum (or β₁); fails, changing nothing, on an optimizer without one
+    /// (or, for SGD and RMSprop, whose settings have momentum 0: the momentum buffer would not
+    /// exist) and on a value the optimizer's constructor would reject.
+    fn set_group_momentums(&mut self, momentums: &[f64]) -> Result<()> {
+        let _ = momentums;
+        Err(Error::InvalidArgument {
+            op: "set_group_momentums",
+            reason: "this optimizer has no momentum".into(),
+        })
+    }
 }
 
 /// A scheduler's saved state: string entries (numbers in shortest round-trip form), ready for a
@@ -233,6 +250,12 @@ trait Rule {
 
     /// The closed form at `epoch`, from the base lrs.
     fn closed_form(&self, core: &Core, epoch: i64) -> Option<Vec<f64>>;
+
+    /// The momentums to set at `epoch`, for a schedule that moves them (`OneCycleLR`).
+    fn momentums(&self, epoch: i64, groups: usize) -> Result<Option<Vec<f64>>> {
+        let _ = (epoch, groups);
+        Ok(None)
+    }
 }
 
 /// PyTorch's `_update_lr`: advances (or jumps to `epoch`), computes, sets the optimizer's lrs.
@@ -261,7 +284,12 @@ fn update_lr(
             }
         }
     };
+    let momentums = rule.momentums(next.last_epoch, values.len())?;
     opt.set_group_lrs(&values)?;
+    if let Some(momentums) = momentums {
+        // Within the range checked when the scheduler was built.
+        opt.set_group_momentums(&momentums)?;
+    }
     next.last_lrs = opt.group_lrs();
     *core = next;
     Ok(())
@@ -726,7 +754,8 @@ pub enum Anneal {
     Linear,
 }
 
-/// Settings of [`OneCycleLR`]; `Default` gives PyTorch's (with `max_lrs` empty: set them).
+/// Settings of [`OneCycleLR`]; `Default` gives PyTorch's (with `max_lrs` empty and
+/// `total_steps` 0: set them).
 #[derive(Clone, Debug)]
 pub struct OneCycleConfig {
     /// The peak lr of each group (one value: every group).
@@ -737,6 +766,13 @@ pub struct OneCycleConfig {
     pub pct_start: f64,
     /// How to interpolate.
     pub anneal: Anneal,
+    /// Cycle the momentum (SGD, RMSprop) or β₁ (Adam) inversely to the lr, between
+    /// `max_momentum` and `base_momentum`.
+    pub cycle_momentum: bool,
+    /// The lowest momentum, reached at the peak lr.
+    pub base_momentum: f64,
+    /// The highest momentum, at the start and the end of the cycle.
+    pub max_momentum: f64,
     /// The initial lr is `max_lr / div_factor`.
     pub div_factor: f64,
     /// The final lr is `initial_lr / final_div_factor`.
@@ -752,6 +788,9 @@ impl Default for OneCycleConfig {
             total_steps: 0,
             pct_start: 0.3,
             anneal: Anneal::Cos,
+            cycle_momentum: true,
+            base_momentum: 0.85,
+            max_momentum: 0.95,
             div_factor: 25.0,
             final_div_factor: 1e4,
             three_phase: false,
@@ -767,48 +806,41 @@ enum Level {
     Min,
 }
 
+/// One phase of the cycle: its last step, and the lr and momentum it goes between (`true`:
+/// the max momentum, `false`: the base one).
+#[derive(Clone, Copy, Debug)]
+struct Phase {
+    end_step: f64,
+    lr: (Level, Level),
+    momentum: (bool, bool),
+}
+
 /// The 1cycle policy: the lr rises from `max_lr/div_factor` to `max_lr` over the first
 /// `pct_start` of the cycle, then falls to `initial_lr/final_div_factor` (with `three_phase`,
-/// first back to the initial lr, then to the final one). Step it after every batch.
+/// first back to the initial lr, then to the final one); the momentum (β₁ for Adam) moves the
+/// other way between `max_momentum` and `base_momentum`. Step it after every batch.
 ///
 /// PyTorch equivalent: `torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr, total_steps,
-/// pct_start=…, anneal_strategy=…, div_factor=…, final_div_factor=…, three_phase=…,
-/// cycle_momentum=False)`. Momentum cycling (PyTorch's default `cycle_momentum=True`) is not
-/// done: it changes the optimizer's momentum or β₁, which [`LrGroups`] does not reach; the lr
-/// sequence is the same either way.
-///
-/// ```
-/// use tapegrad::optim::lr_scheduler::{{OneCycleConfig, OneCycleLR}};
-/// use tapegrad::optim::{LrScheduler, Optimizer, Sgd, SgdConfig};
-/// use tapegrad::{Param, Tensor};
-/// let w = Param::new("w", Tensor::<f32>::zeros(&[1])?);
-/// let mut sgd = Sgd::new(vec![("w".to_string(), w)], SgdConfig { lr: 1.0, ..Default::default() })?;
-/// let config = OneCycleConfig { max_lrs: vec![0.5], total_steps: 11, ..Default::default() };
-/// let mut s = OneCycleLR::new(&mut sgd, config)?;
-/// let mut lrs = vec![sgd.lr()];
-/// for _ in 0..10 {
-///     s.step(&mut sgd)?;
-///     lrs.push(sgd.lr());
-/// }
-/// assert!((lrs[0] - 0.5 / 25.0).abs() < 1e-15);         // max_lr / div_factor
-/// assert!(lrs.iter().all(|&lr| lr <= 0.5));
-/// assert!((lrs[10] - 0.5 / 25.0 / 1e4).abs() < 1e-12);  // … / final_div_factor at the end
-/// # Ok::<(), tapegrad::Error>(())
-/// ```
+/// pct_start, anneal_strategy, cycle_momentum, base_momentum, max_momentum, div_factor,
+/// final_div_factor, three_phase)`, with one base and one max momentum for all groups. Cycling
+/// momentum needs an optimizer built with momentum > 0 (SGD, RMSprop; PyTorch would switch it
+/// on) or Adam; with Adagrad, set `cycle_momentum: false`.
 #[derive(Debug)]
 pub struct OneCycleLR {
     core: Core,
     config: OneCycleConfig,
-    phases: Vec<(f64, Level, Level)>,
+    phases: Vec<Phase>,
     initial_lrs: Vec<f64>,
     max_lrs: Vec<f64>,
     min_lrs: Vec<f64>,
 }
 
 impl OneCycleLR {
-    /// Attaches to `opt` (setting each group's initial lr to `max_lr/div_factor`, as PyTorch
-    /// does) and takes the first step; fails unless `total_steps` ≥ 1, `pct_start` ∈ [0, 1], the
-    /// max lrs (one, or one per group) finite and ≥ 0, and the divisors finite and > 0.
+    /// Attaches to `opt` (setting each group's initial lr to `max_lr/div_factor`, and with
+    /// `cycle_momentum` its momentum to `max_momentum`, as PyTorch does) and takes the first step;
+    /// fails unless `total_steps` ≥ 1, `pct_start` ∈ [0, 1], the max lrs (one, or one per group)
+    /// finite and ≥ 0, the divisors finite and > 0, and — with `cycle_momentum` — the momentums
+    /// in `[0, 1)` and accepted by the optimizer.
     pub fn new(opt: &mut dyn LrGroups, config: OneCycleConfig) -> Result<Self> {
         let op = "OneCycleLR";
         positive(op, "total_steps", config.total_steps)?;
@@ -853,18 +885,51 @@ impl OneCycleLR {
                 "must be finite and >= 0",
             )?;
         }
+        if config.cycle_momentum {
+            for (name, v) in [
+                ("base_momentum", config.base_momentum),
+                ("max_momentum", config.max_momentum),
+            ] {
+                check(op, name, v, (0.0..1.0).contains(&v), "must lie in [0, 1)")?;
+            }
+            if opt.group_momentums().is_none() {
+                return Err(Error::InvalidArgument {
+                    op,
+                    reason: "cycle_momentum needs an optimizer with momentum or beta1 \
+                             (set cycle_momentum: false)"
+                        .into(),
+                });
+            }
+        }
         let total = config.total_steps as f64;
         let pct = config.pct_start;
+        let phase = |end_step, lr, momentum| Phase {
+            end_step,
+            lr,
+            momentum,
+        };
         let phases = if config.three_phase {
             vec![
-                (pct * total - 1.0, Level::Initial, Level::Max),
-                (2.0 * pct * total - 2.0, Level::Max, Level::Initial),
-                (total - 1.0, Level::Initial, Level::Min),
+                phase(
+                    pct * total - 1.0,
+                    (Level::Initial, Level::Max),
+                    (true, false),
+                ),
+                phase(
+                    2.0 * pct * total - 2.0,
+                    (Level::Max, Level::Initial),
+                    (false, true),
+                ),
+                phase(total - 1.0, (Level::Initial, Level::Min), (true, true)),
             ]
         } else {
             vec![
-                (pct * total - 1.0, Level::Initial, Level::Max),
-                (total - 1.0, Level::Max, Level::Min),
+                phase(
+                    pct * total - 1.0,
+                    (Level::Initial, Level::Max),
+                    (true, false),
+                ),
+                phase(total - 1.0, (Level::Max, Level::Min), (false, true)),
             ]
         };
         let initial_lrs: Vec<f64> = max_lrs.iter().map(|m| m / config.div_factor).collect();
@@ -872,6 +937,9 @@ impl OneCycleLR {
             .iter()
             .map(|i| i / config.final_div_factor)
             .collect();
+        if config.cycle_momentum {
+            opt.set_group_momentums(&vec![config.max_momentum; groups])?;
+        }
         // PyTorch overwrites group["initial_lr"] here (not setdefault).
         opt.set_initial_lrs(&initial_lrs)?;
         let mut s = OneCycleLR {
@@ -893,10 +961,24 @@ impl OneCycleLR {
             Level::Min => self.min_lrs[group],
         }
     }
-}
 
-impl Rule for OneCycleLR {
-    fn get_lr(&self, _: &Core, epoch: i64, lrs: &[f64], _: bool) -> Result<Vec<f64>> {
+    fn momentum(&self, max: bool) -> f64 {
+        if max {
+            self.config.max_momentum
+        } else {
+            self.config.base_momentum
+        }
+    }
+
+    fn anneal(&self, start: f64, end: f64, pct: f64) -> f64 {
+        match self.config.anneal {
+            Anneal::Cos => end + (start - end) / 2.0 * ((PI * pct).cos() + 1.0),
+            Anneal::Linear => (end - start) * pct + start,
+        }
+    }
+
+    /// The phase of step `epoch` and how far into it (PyTorch's loop over `_schedule_phases`).
+    fn locate(&self, epoch: i64) -> Result<(Phase, f64)> {
         let op = "OneCycleLR";
         if epoch > self.config.total_steps as i64 {
             return Err(Error::InvalidArgument {
@@ -908,39 +990,53 @@ impl Rule for OneCycleLR {
             });
         }
         let step = epoch as f64;
-        let mut out = Vec::with_capacity(lrs.len());
-        for (group, &current) in lrs.iter().enumerate() {
-            let mut start_step = 0.0;
-            let mut computed = None;
-            for (i, &(end_step, from, to)) in self.phases.iter().enumerate() {
-                if step <= end_step || i == self.phases.len() - 1 {
-                    if end_step == start_step {
-                        return Err(Error::InvalidArgument {
-                            op,
-                            reason: format!(
-                                "phase {i} of the cycle is empty (pct_start = {}, total_steps = {})",
-                                self.config.pct_start, self.config.total_steps
-                            ),
-                        });
-                    }
-                    let pct = (step - start_step) / (end_step - start_step);
-                    let (a, b) = (self.level(from, group), self.level(to, group));
-                    computed = Some(match self.config.anneal {
-                        Anneal::Cos => b + (a - b) / 2.0 * ((PI * pct).cos() + 1.0),
-                        Anneal::Linear => (b - a) * pct + a,
+        let mut start_step = 0.0;
+        let last = self.phases.len() - 1;
+        for (i, &phase) in self.phases.iter().enumerate() {
+            if step <= phase.end_step || i == last {
+                if phase.end_step == start_step {
+                    return Err(Error::InvalidArgument {
+                        op,
+                        reason: format!(
+                            "phase {i} of the cycle is empty (pct_start = {}, total_steps = {})",
+                            self.config.pct_start, self.config.total_steps
+                        ),
                     });
-                    break;
                 }
-                start_step = end_step;
+                return Ok((phase, (step - start_step) / (phase.end_step - start_step)));
             }
-            // The last phase always matches.
-            out.push(computed.unwrap_or(current));
+            start_step = phase.end_step;
         }
-        Ok(out)
+        // Unreachable: the loop returns at the last phase at the latest.
+        Err(Error::InvalidArgument {
+            op,
+            reason: "no phase".into(),
+        })
+    }
+}
+
+impl Rule for OneCycleLR {
+    fn get_lr(&self, _: &Core, epoch: i64, lrs: &[f64], _: bool) -> Result<Vec<f64>> {
+        let (phase, pct) = self.locate(epoch)?;
+        Ok((0..lrs.len())
+            .map(|g| self.anneal(self.level(phase.lr.0, g), self.level(phase.lr.1, g), pct))
+            .collect())
     }
 
     fn closed_form(&self, _: &Core, _: i64) -> Option<Vec<f64>> {
         None
+    }
+
+    fn momentums(&self, epoch: i64, groups: usize) -> Result<Option<Vec<f64>>> {
+        if !self.config.cycle_momentum {
+            return Ok(None);
+        }
+        let (phase, pct) = self.locate(epoch)?;
+        let (a, b) = (
+            self.momentum(phase.momentum.0),
+            self.momentum(phase.momentum.1),
+        );
+        Ok(Some(vec![self.anneal(a, b, pct); groups]))
     }
 }
 

@@ -262,6 +262,9 @@ pub(crate) struct Group<T: Float> {
     pub(crate) lr: f64,
     /// The learning rate a scheduler started from (PyTorch's `group["initial_lr"]`).
     pub(crate) initial_lr: Option<f64>,
+    /// The group's momentum (SGD, RMSprop) or β₁ (Adam) once a scheduler has set it
+    /// (`OneCycleLR`'s momentum cycling); `None`: the optimizer's setting.
+    pub(crate) momentum: Option<f64>,
     pub(crate) weight_decay: f64,
     pub(crate) slots: Vec<Slot<T>>,
 }
@@ -299,6 +302,7 @@ pub(crate) fn build_groups<T: Float>(
             Ok(Group {
                 lr,
                 initial_lr: None,
+                momentum: None,
                 weight_decay,
                 slots,
             })
@@ -335,9 +339,10 @@ pub(crate) fn set_lrs_checked<T: Float>(
 }
 
 /// Implements [`LrGroups`] for an optimizer whose groups are in `self.groups` and whose name is
-/// `self.op_name()`.
+/// `self.op_name()`. With `momentum: |config| …, check: |op, value| …`, the groups' momentum
+/// (or β₁) can be set too.
 macro_rules! lr_groups {
-    ($ty:ident) => {
+    ($ty:ident $(, momentum: $get:expr, check: $check:expr)?) => {
         impl<T: Float> $crate::optim::LrGroups for $ty<T> {
             fn group_lrs(&self) -> Vec<f64> {
                 self.groups.iter().map(|g| g.lr).collect()
@@ -354,6 +359,32 @@ macro_rules! lr_groups {
             fn set_initial_lrs(&mut self, lrs: &[f64]) -> Result<()> {
                 $crate::optim::set_lrs_checked(self.op_name(), &mut self.groups, lrs, true)
             }
+
+            $(
+            fn group_momentums(&self) -> Option<Vec<f64>> {
+                let default = ($get)(&self.config);
+                Some(self.groups.iter().map(|g| g.momentum.unwrap_or(default)).collect())
+            }
+
+            fn set_group_momentums(&mut self, momentums: &[f64]) -> Result<()> {
+                let op = self.op_name();
+                if momentums.len() != self.groups.len() {
+                    return Err($crate::Error::ArgumentCount {
+                        op,
+                        what: "momentums (one per group)",
+                        expected: self.groups.len(),
+                        got: momentums.len(),
+                    });
+                }
+                for &m in momentums {
+                    ($check)(op, &self.config, m)?;
+                }
+                for (g, &m) in self.groups.iter_mut().zip(momentums) {
+                    g.momentum = Some(m);
+                }
+                Ok(())
+            }
+            )?
         }
     };
 }

@@ -156,7 +156,20 @@ impl<T: Float> RMSprop<T> {
     }
 }
 
-lr_groups!(RMSprop);
+lr_groups!(
+    RMSprop,
+    momentum: |c: &RMSpropConfig| c.momentum,
+    check: |op, c: &RMSpropConfig, m: f64| {
+        check_hyper(
+            op,
+            "momentum",
+            m,
+            c.momentum > 0.0,
+            "the optimizer was built without momentum",
+        )?;
+        check_hyper(op, "momentum", m, m > 0.0 && m.is_finite(), "must be finite and > 0")
+    }
+);
 
 impl<T: Float> Optimizer<T> for RMSprop<T> {
     fn step(&mut self, grads: &dyn GradSource<T>) -> Result<()> {
@@ -165,10 +178,10 @@ impl<T: Float> Optimizer<T> for RMSprop<T> {
         let alpha = T::from_f64(c.alpha);
         let one_minus_alpha = T::from_f64(1.0 - c.alpha);
         let eps = T::from_f64(c.eps);
-        let momentum = T::from_f64(c.momentum);
         let count = self.config.buffers().len();
         for group in &mut self.groups {
             let lr = T::from_f64(group.lr);
+            let momentum = T::from_f64(group.momentum.unwrap_or(c.momentum));
             for slot in &mut group.slots {
                 let Some(grad) = grads.grad(&slot.param) else {
                     continue;

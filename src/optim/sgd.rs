@@ -145,15 +145,28 @@ impl<T: Float> Sgd<T> {
     }
 }
 
-lr_groups!(Sgd);
+lr_groups!(
+    Sgd,
+    momentum: |c: &SgdConfig| c.momentum,
+    check: |op, c: &SgdConfig, m: f64| {
+        check_hyper(
+            op,
+            "momentum",
+            m,
+            c.momentum > 0.0,
+            "the optimizer was built without momentum",
+        )?;
+        check_hyper(op, "momentum", m, m > 0.0 && m.is_finite(), "must be finite and > 0")
+    }
+);
 
 impl<T: Float> Optimizer<T> for Sgd<T> {
     fn step(&mut self, grads: &dyn GradSource<T>) -> Result<()> {
         let c = &self.config;
-        let momentum = T::from_f64(c.momentum);
         let damp = T::from_f64(1.0 - c.dampening);
         for group in &mut self.groups {
             let lr = T::from_f64(group.lr);
+            let momentum = T::from_f64(group.momentum.unwrap_or(c.momentum));
             for slot in &mut group.slots {
                 let Some(grad) = grads.grad(&slot.param) else {
                     continue;

@@ -7,7 +7,8 @@
 //! - metadata `state.<param name>.step`: that parameter's step count;
 //! - metadata `optimizer` (`Adam`, `SGD`, …), `hyper.<setting>` for each hyper-parameter,
 //!   `groups` (the number of groups) and, per group `i`, `group.<i>.lr`, `group.<i>.weight_decay`,
-//!   `group.<i>.initial_lr` (when a scheduler set it), `group.<i>.params` (the count) and
+//!   `group.<i>.initial_lr` and `group.<i>.momentum` (when a scheduler set them),
+//!   `group.<i>.params` (the count) and
 //!   `group.<i>.param.<j>` (the names).
 //!
 //! Numbers are written with Rust's shortest round-trip formatting, so every `f64` reads back
@@ -49,6 +50,9 @@ pub(crate) fn save<T: Float>(
         meta.insert(format!("group.{i}.weight_decay"), fmt_f64(g.weight_decay));
         if let Some(initial) = g.initial_lr {
             meta.insert(format!("group.{i}.initial_lr"), fmt_f64(initial));
+        }
+        if let Some(momentum) = g.momentum {
+            meta.insert(format!("group.{i}.momentum"), fmt_f64(momentum));
         }
         meta.insert(format!("group.{i}.params"), g.slots.len().to_string());
         for (j, slot) in g.slots.iter().enumerate() {
@@ -124,8 +128,14 @@ pub(crate) struct Plan<T: Float> {
     groups: Vec<GroupPlan<T>>,
 }
 
-/// One group's saved lr, initial lr, weight decay, and each slot's state.
-type GroupPlan<T> = (f64, Option<f64>, f64, Vec<Option<SlotState<T>>>);
+/// One group's saved settings, and each slot's state.
+struct GroupPlan<T: Float> {
+    lr: f64,
+    initial_lr: Option<f64>,
+    momentum: Option<f64>,
+    weight_decay: f64,
+    states: Vec<Option<SlotState<T>>>,
+}
 
 /// Checks a saved state against `groups` (names, shapes, every entry used) and reads it, without
 /// changing anything.
@@ -154,6 +164,20 @@ pub(crate) fn plan<T: Float>(
             Some(_) => {
                 let v: f64 = meta.parse(&format!("group.{i}.initial_lr"))?;
                 check_lr(op, v)?;
+                Some(v)
+            }
+            None => None,
+        };
+        let momentum = match meta.meta.get(&format!("group.{i}.momentum")) {
+            Some(_) => {
+                let v: f64 = meta.parse(&format!("group.{i}.momentum"))?;
+                super::check_hyper(
+                    op,
+                    "momentum",
+                    v,
+                    v.is_finite() && v >= 0.0,
+                    "must be finite and >= 0",
+                )?;
                 Some(v)
             }
             None => None,
@@ -201,7 +225,13 @@ pub(crate) fn plan<T: Float>(
             }
             states.push(Some(SlotState { step, buffers }));
         }
-        planned.push((lr, initial_lr, weight_decay, states));
+        planned.push(GroupPlan {
+            lr,
+            initial_lr,
+            momentum,
+            weight_decay,
+            states,
+        });
     }
     if let Some(extra) = sd.names().find(|n| !used_tensors.contains(*n)) {
         return Err(Error::CheckpointUnexpected {
@@ -228,11 +258,12 @@ pub(crate) fn plan<T: Float>(
 impl<T: Float> Plan<T> {
     /// Sets everything the plan read. Cannot fail: every check was made by [`plan`].
     pub(crate) fn apply(self, groups: &mut [Group<T>]) {
-        for (g, (lr, initial_lr, weight_decay, states)) in groups.iter_mut().zip(self.groups) {
-            g.lr = lr;
-            g.initial_lr = initial_lr;
-            g.weight_decay = weight_decay;
-            for (slot, state) in g.slots.iter_mut().zip(states) {
+        for (g, plan) in groups.iter_mut().zip(self.groups) {
+            g.lr = plan.lr;
+            g.initial_lr = plan.initial_lr;
+            g.momentum = plan.momentum;
+            g.weight_decay = plan.weight_decay;
+            for (slot, state) in g.slots.iter_mut().zip(plan.states) {
                 slot.state = state;
             }
         }

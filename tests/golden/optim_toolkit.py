@@ -75,10 +75,10 @@ SCHED_STEPS = 40
 S = torch.optim.lr_scheduler
 
 
-def sgd():
+def sgd(momentum=0.0):
     p0 = torch.zeros(1, requires_grad=True)
     p1 = torch.zeros(1, requires_grad=True)
-    return torch.optim.SGD([{"params": [p0], "lr": 0.1}, {"params": [p1], "lr": 0.05}])
+    return torch.optim.SGD([{"params": [p0], "lr": 0.1}, {"params": [p1], "lr": 0.05}], momentum=momentum)
 
 
 SCHED_CASES = {
@@ -105,6 +105,52 @@ for name, make in SCHED_CASES.items():
         s.step()
         lrs.append([g["lr"] for g in o.param_groups])
     out[f"sched.{name}"] = torch.tensor(lrs, dtype=torch.float64)
+
+# OneCycleLR cycling the momentum of SGD and β₁ of Adam: the lrs and the momentums.
+o = sgd(momentum=0.9)
+s = S.OneCycleLR(o, max_lr=[1.0, 0.5], total_steps=SCHED_STEPS, base_momentum=0.8, max_momentum=0.9)
+lrs, moms = [[g["lr"] for g in o.param_groups]], [[g["momentum"] for g in o.param_groups]]
+for _ in range(SCHED_STEPS):
+    o.step()
+    s.step()
+    lrs.append([g["lr"] for g in o.param_groups])
+    moms.append([g["momentum"] for g in o.param_groups])
+out["sched.onecycle_momentum_sgd"] = torch.tensor(lrs, dtype=torch.float64)
+out["sched.onecycle_momentum_sgd.momentum"] = torch.tensor(moms, dtype=torch.float64)
+p0 = torch.zeros(1, requires_grad=True)
+p1 = torch.zeros(1, requires_grad=True)
+o = torch.optim.Adam([{"params": [p0], "lr": 0.1}, {"params": [p1], "lr": 0.05}])
+s = S.OneCycleLR(o, max_lr=0.3, total_steps=SCHED_STEPS + 1, anneal_strategy="linear", three_phase=True)
+lrs, moms = [[g["lr"] for g in o.param_groups]], [[g["betas"][0] for g in o.param_groups]]
+for _ in range(SCHED_STEPS):
+    o.step()
+    s.step()
+    lrs.append([g["lr"] for g in o.param_groups])
+    moms.append([g["betas"][0] for g in o.param_groups])
+out["sched.onecycle_momentum_adam"] = torch.tensor(lrs, dtype=torch.float64)
+out["sched.onecycle_momentum_adam.momentum"] = torch.tensor(moms, dtype=torch.float64)
+
+# Trajectories under a 1cycle schedule that moves the lr and the momentum (β₁) every step.
+SCHED_OPT_CASES = {
+    "adam_onecycle": (torch.optim.Adam, dict(lr=0.01, betas=(0.9, 0.99)), dict(max_lr=0.05, total_steps=STEPS)),
+    "sgd_onecycle": (torch.optim.SGD, dict(lr=0.01, momentum=0.9, dampening=0.1), dict(max_lr=0.2, total_steps=STEPS + 1, three_phase=True, anneal_strategy="linear")),
+}
+for name, (cls, kw, sched_kw) in SCHED_OPT_CASES.items():
+    for dtype, tag in [(torch.float32, "f32"), (torch.float64, "f64")]:
+        w = init_w.to(dtype).clone().requires_grad_(True)
+        b = init_b.to(dtype).clone().requires_grad_(True)
+        opt = cls([w, b], foreach=False, **kw)
+        sched = S.OneCycleLR(opt, **sched_kw)
+        traj_w, traj_b = [], []
+        for t in range(STEPS):
+            w.grad = grads_w[t].to(dtype).clone()
+            b.grad = grads_b[t].to(dtype).clone()
+            opt.step()
+            sched.step()
+            traj_w.append(w.detach().clone())
+            traj_b.append(b.detach().clone())
+        out[f"opt.{name}.{tag}.weight"] = torch.stack(traj_w)
+        out[f"opt.{name}.{tag}.bias"] = torch.stack(traj_b)
 
 # ReduceLROnPlateau: a fixed metric sequence with improvements, plateaus and a NaN.
 metrics = [1.0, 0.9, 0.9, 0.9, 0.9, 0.85, 0.8499, 0.8499, 0.8499, 0.7, 0.7, 0.7, 0.7, 0.7, 0.69, 0.69,
