@@ -128,6 +128,12 @@ impl<T: Float> Gradients<T> {
         self.grads.get_mut(node.index()).and_then(Option::take)
     }
 
+    /// The gradient with respect to a parameter, to modify in place (gradient clipping).
+    pub fn param_mut(&mut self, param: &Param<T>) -> Option<&mut Tensor<T>> {
+        let node = self.params.iter().find(|(p, _)| *p == param.id())?.1;
+        self.grads.get_mut(node.index()).and_then(Option::as_mut)
+    }
+
     /// Gradients by node index, for inspection (`None` where a node got no gradient).
     pub fn by_node(&self) -> &[Option<Tensor<T>>] {
         &self.grads

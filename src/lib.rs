@@ -124,4 +124,6 @@ mod guide {
     struct Guide;
     #[doc = include_str!("../docs/data.md")]
     struct Data;
+    #[doc = include_str!("../docs/optim.md")]
+    struct OptimGuide;
 }

@@ -192,6 +192,7 @@ fn sgd_momentum_nesterov_weight_decay_by_hand() {
         dampening: 0.0,
         nesterov: true,
         weight_decay: 0.01,
+        ..Default::default()
     };
     let trace = three_steps(|p| Box::new(Sgd::new(p, config).unwrap()), [0.5, -0.2, 0.3]);
     // By hand, θ₀ = 1:
@@ -228,6 +229,7 @@ fn adam_and_adamw_by_hand() {
             eps: 1e-8,
             weight_decay: 0.1,
             decoupled,
+            ..Default::default()
         };
         let trace = three_steps(
             |p| Box::new(Adam::new(p, config).unwrap()),

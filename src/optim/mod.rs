@@ -1,5 +1,8 @@
 //! Optimizers with PyTorch's exact update rules: [`Sgd`] (momentum, dampening, Nesterov, weight
-//! decay), [`Adam`] and AdamW.
+//! decay), [`Adam`] and AdamW (AMSGrad), [`RMSprop`] (momentum, centered) and [`Adagrad`], each
+//! with `maximize`; learning-rate schedulers in [`lr_scheduler`]; gradient clipping
+//! ([`clip_grad_norm`], [`clip_grad_value`]); and optimizer state that saves and loads by
+//! parameter name ([`Optimizer::state_dict`]). The guide is `docs/optim.md`.
 //!
 //! An optimizer is built from a model's named parameters — handles to the model's own tensors —
 //! split into [`ParamGroup`]s if some need their own learning rate or weight decay (no decay on
@@ -33,10 +36,19 @@
 //! # Ok::<(), tapegrad::Error>(())
 //! ```
 
+mod adagrad;
 mod adam;
+mod clip;
+pub mod lr_scheduler;
+mod rmsprop;
 mod sgd;
+mod state;
 
+pub use adagrad::{Adagrad, AdagradConfig};
 pub use adam::{Adam, AdamConfig};
+pub use clip::{GradSourceMut, clip_grad_norm, clip_grad_value};
+pub use lr_scheduler::{LrGroups, LrScheduler};
+pub use rmsprop::{RMSprop, RMSpropConfig};
 pub use sgd::{Sgd, SgdConfig};
 
 use std::collections::{HashMap, HashSet};
@@ -44,6 +56,7 @@ use std::collections::{HashMap, HashSet};
 use crate::element::Float;
 use crate::error::{Error, Result};
 use crate::grads::Gradients;
+use crate::nn::StateDict;
 use crate::param::{Param, ParamId};
 use crate::tensor::Tensor;
 
@@ -85,6 +98,11 @@ impl<T: Float> GradAccumulator<T> {
             }
         }
         Ok(())
+    }
+
+    /// Sets a parameter's gradient by hand, replacing any sum (PyTorch: assigning `p.grad`).
+    pub fn set(&mut self, param: &Param<T>, grad: Tensor<T>) {
+        self.sums.insert(param.id(), grad);
     }
 
     /// Forgets every sum (PyTorch's `zero_grad()`).
@@ -173,17 +191,22 @@ impl<T: Float> IntoGroups<T> for Vec<ParamGroup<T>> {
     }
 }
 
-/// What every optimizer does: a step from gradients, and learning rates a schedule can set.
-pub trait Optimizer<T: Float> {
+/// What every optimizer does: a step from gradients, learning rates a schedule can set (through
+/// its supertrait [`LrGroups`]), and state that can be saved and loaded by parameter name.
+pub trait Optimizer<T: Float>: LrGroups {
     /// One update of every parameter that has a gradient in `grads`.
     fn step(&mut self, grads: &dyn GradSource<T>) -> Result<()>;
 
     /// The learning rate of each group.
-    fn lrs(&self) -> Vec<f64>;
+    fn lrs(&self) -> Vec<f64> {
+        self.group_lrs()
+    }
 
     /// Sets each group's learning rate (one value per group); fails, changing nothing, unless
     /// each is finite and ≥ 0.
-    fn set_lrs(&mut self, lrs: &[f64]) -> Result<()>;
+    fn set_lrs(&mut self, lrs: &[f64]) -> Result<()> {
+        self.set_group_lrs(lrs)
+    }
 
     /// The learning rate of the first group.
     fn lr(&self) -> f64 {
@@ -195,33 +218,65 @@ pub trait Optimizer<T: Float> {
         let n = self.lrs().len();
         self.set_lrs(&vec![lr; n])
     }
+
+    /// Every parameter the optimizer updates, group by group (for [`clip_grad_norm`]).
+    fn params(&self) -> Vec<&Param<T>>;
+
+    /// The optimizer's state, keyed by parameter **name**: per parameter, its step count and
+    /// buffers (tensors `state.<name>.<buffer>`, e.g. `state.0.weight.exp_avg`, and metadata
+    /// `state.<name>.step`); per group, its learning rate, initial learning rate (set by a
+    /// scheduler) and weight decay, and its parameters' names (`group.<i>.*`); and the
+    /// hyper-parameters (`hyper.*`). Save it with [`StateDict::save`] (atomic) beside the model.
+    ///
+    /// PyTorch equivalent: `optimizer.state_dict()` (which keys by position, not name).
+    fn state_dict(&self) -> Result<StateDict<T>>;
+
+    /// Restores a state saved by [`state_dict`](Optimizer::state_dict), all or nothing: the
+    /// optimizer kind must match, each group must hold the same parameter names, every buffer
+    /// must be present with its parameter's current shape and no other entry may be; the saved
+    /// hyper-parameters, learning rates and weight decays replace the current ones (as PyTorch's
+    /// `load_state_dict` does). On any error nothing changes.
+    fn load_state_dict(&mut self, state: &StateDict<T>) -> Result<()>;
 }
 
-/// One parameter an optimizer tracks: its name, the handle, and its state (momentum, moments)
-/// once a step has created it.
+/// One parameter's optimizer state: its step count and its buffers (momentum, moments), in the
+/// order of the optimizer's buffer names.
 #[derive(Debug)]
-pub(crate) struct Slot<T: Float, S> {
+pub(crate) struct SlotState<T: Float> {
+    pub(crate) step: u64,
+    pub(crate) buffers: Vec<Tensor<T>>,
+}
+
+/// One parameter an optimizer tracks: its name, the handle, and its state once a step has
+/// created it.
+#[derive(Debug)]
+pub(crate) struct Slot<T: Float> {
     pub(crate) name: String,
     pub(crate) param: Param<T>,
-    pub(crate) state: Option<S>,
+    pub(crate) state: Option<SlotState<T>>,
 }
 
 /// A group as an optimizer keeps it: resolved settings and the slots.
 #[derive(Debug)]
-pub(crate) struct Group<T: Float, S> {
+pub(crate) struct Group<T: Float> {
     pub(crate) lr: f64,
+    /// The learning rate a scheduler started from (PyTorch's `group["initial_lr"]`).
+    pub(crate) initial_lr: Option<f64>,
+    /// The group's momentum (SGD, RMSprop) or β₁ (Adam) once a scheduler has set it
+    /// (`OneCycleLR`'s momentum cycling); `None`: the optimizer's setting.
+    pub(crate) momentum: Option<f64>,
     pub(crate) weight_decay: f64,
-    pub(crate) slots: Vec<Slot<T, S>>,
+    pub(crate) slots: Vec<Slot<T>>,
 }
 
 /// Resolves groups against the optimizer's defaults and validates them: names unique across
 /// groups, learning rates and decays finite and ≥ 0.
-pub(crate) fn build_groups<T: Float, S>(
+pub(crate) fn build_groups<T: Float>(
     op: &'static str,
     groups: Vec<ParamGroup<T>>,
     lr: f64,
     weight_decay: f64,
-) -> Result<Vec<Group<T, S>>> {
+) -> Result<Vec<Group<T>>> {
     let mut names = HashSet::new();
     groups
         .into_iter()
@@ -229,13 +284,7 @@ pub(crate) fn build_groups<T: Float, S>(
             let lr = g.lr.unwrap_or(lr);
             let weight_decay = g.weight_decay.unwrap_or(weight_decay);
             check_lr(op, lr)?;
-            check_hyper(
-                op,
-                "weight_decay",
-                weight_decay,
-                weight_decay >= 0.0 && weight_decay.is_finite(),
-                "must be finite and >= 0",
-            )?;
+            check_decay(op, weight_decay)?;
             let slots = g
                 .params
                 .into_iter()
@@ -252,6 +301,8 @@ pub(crate) fn build_groups<T: Float, S>(
                 .collect::<Result<_>>()?;
             Ok(Group {
                 lr,
+                initial_lr: None,
+                momentum: None,
                 weight_decay,
                 slots,
             })
@@ -260,10 +311,11 @@ pub(crate) fn build_groups<T: Float, S>(
 }
 
 /// Sets each group's lr after checking them all.
-pub(crate) fn set_group_lrs<T: Float, S>(
+pub(crate) fn set_lrs_checked<T: Float>(
     op: &'static str,
-    groups: &mut [Group<T, S>],
+    groups: &mut [Group<T>],
     lrs: &[f64],
+    initial: bool,
 ) -> Result<()> {
     if lrs.len() != groups.len() {
         return Err(Error::ArgumentCount {
@@ -277,9 +329,118 @@ pub(crate) fn set_group_lrs<T: Float, S>(
         check_lr(op, lr)?;
     }
     for (g, &lr) in groups.iter_mut().zip(lrs) {
-        g.lr = lr;
+        if initial {
+            g.initial_lr = Some(lr);
+        } else {
+            g.lr = lr;
+        }
     }
     Ok(())
+}
+
+/// Implements [`LrGroups`] for an optimizer whose groups are in `self.groups` and whose name is
+/// `self.op_name()`. With `momentum: |config| …, check: |op, value| …`, the groups' momentum
+/// (or β₁) can be set too.
+macro_rules! lr_groups {
+    ($ty:ident $(, momentum: $get:expr, check: $check:expr)?) => {
+        impl<T: Float> $crate::optim::LrGroups for $ty<T> {
+            fn group_lrs(&self) -> Vec<f64> {
+                self.groups.iter().map(|g| g.lr).collect()
+            }
+
+            fn set_group_lrs(&mut self, lrs: &[f64]) -> Result<()> {
+                $crate::optim::set_lrs_checked(self.op_name(), &mut self.groups, lrs, false)
+            }
+
+            fn initial_lrs(&self) -> Vec<Option<f64>> {
+                self.groups.iter().map(|g| g.initial_lr).collect()
+            }
+
+            fn set_initial_lrs(&mut self, lrs: &[f64]) -> Result<()> {
+                $crate::optim::set_lrs_checked(self.op_name(), &mut self.groups, lrs, true)
+            }
+
+            $(
+            fn group_momentums(&self) -> Option<Vec<f64>> {
+                let default = ($get)(&self.config);
+                Some(self.groups.iter().map(|g| g.momentum.unwrap_or(default)).collect())
+            }
+
+            fn set_group_momentums(&mut self, momentums: &[f64]) -> Result<()> {
+                let op = self.op_name();
+                if momentums.len() != self.groups.len() {
+                    return Err($crate::Error::ArgumentCount {
+                        op,
+                        what: "momentums (one per group)",
+                        expected: self.groups.len(),
+                        got: momentums.len(),
+                    });
+                }
+                for &m in momentums {
+                    ($check)(op, &self.config, m)?;
+                }
+                for (g, &m) in self.groups.iter_mut().zip(momentums) {
+                    g.momentum = Some(m);
+                }
+                Ok(())
+            }
+            )?
+        }
+    };
+}
+pub(crate) use lr_groups;
+
+/// Every parameter of the groups, in order.
+pub(crate) fn group_params<T: Float>(groups: &[Group<T>]) -> Vec<&Param<T>> {
+    groups
+        .iter()
+        .flat_map(|g| g.slots.iter().map(|s| &s.param))
+        .collect()
+}
+
+/// The gradient as the update uses it: negated when maximizing (PyTorch's `-grad`), with the
+/// L2 penalty `λθ` added when `weight_decay` ≠ 0 (PyTorch's `grad.add(param, alpha=λ)`). Borrows
+/// the gradient when neither applies.
+pub(crate) fn effective_grad<'g, T: Float>(
+    grad: &'g Tensor<T>,
+    param: &Param<T>,
+    maximize: bool,
+    weight_decay: f64,
+) -> Result<std::borrow::Cow<'g, Tensor<T>>> {
+    use std::borrow::Cow;
+    if !maximize && weight_decay == 0.0 {
+        return Ok(Cow::Borrowed(grad));
+    }
+    let mut g = grad.try_clone()?;
+    if maximize {
+        g.data_mut().iter_mut().for_each(|x| *x = -*x);
+    }
+    if weight_decay != 0.0 {
+        let decay = T::from_f64(weight_decay);
+        for (gi, &p) in g.data_mut().iter_mut().zip(param.value().data()) {
+            *gi += decay * p;
+        }
+    }
+    Ok(Cow::Owned(g))
+}
+
+/// The tensor of a `Cow`, copied through the fallible path if borrowed.
+pub(crate) fn owned<T: Float>(t: std::borrow::Cow<'_, Tensor<T>>) -> Result<Tensor<T>> {
+    match t {
+        std::borrow::Cow::Borrowed(t) => t.try_clone(),
+        std::borrow::Cow::Owned(t) => Ok(t),
+    }
+}
+
+/// PyTorch's CPU `lerp(start, end, weight)`: `start + w·(end − start)` for |w| < 0.5, else
+/// `end − (end − start)·(1 − w)` (the two forms keep the ends exact).
+#[inline]
+pub(crate) fn lerp<T: Float>(start: T, end: T, weight: T) -> T {
+    if weight.abs() < T::from_f64(0.5) {
+        start + weight * (end - start)
+    } else {
+        end - (end - start) * (T::ONE - weight)
+    }
 }
 
 /// Checks a gradient's shape against its parameter's.
@@ -298,6 +459,28 @@ pub(crate) fn check_shape<T: Float>(
             rhs: grad.shape().clone(),
         })
     }
+}
+
+/// A weight decay must be finite and ≥ 0.
+pub(crate) fn check_decay(op: &'static str, weight_decay: f64) -> Result<()> {
+    check_hyper(
+        op,
+        "weight_decay",
+        weight_decay,
+        weight_decay >= 0.0 && weight_decay.is_finite(),
+        "must be finite and >= 0",
+    )
+}
+
+/// A setting that must be finite and ≥ 0.
+pub(crate) fn check_nonneg(op: &'static str, name: &'static str, value: f64) -> Result<()> {
+    check_hyper(
+        op,
+        name,
+        value,
+        value >= 0.0 && value.is_finite(),
+        "must be finite and >= 0",
+    )
 }
 
 /// Checks a state tensor (momentum, moments) against its parameter's current shape.

@@ -1,15 +1,17 @@
 //! Stochastic gradient descent, PyTorch's `torch.optim.SGD`.
 
+use super::state::{self, Hyper, Meta, fmt_f64};
 use super::{
-    GradSource, Group, IntoGroups, Optimizer, build_groups, check_hyper, check_lr, check_shape,
-    check_state, set_group_lrs,
+    GradSource, Group, IntoGroups, Optimizer, SlotState, build_groups, check_hyper, check_lr,
+    check_nonneg, check_shape, check_state, effective_grad, group_params, lr_groups, owned,
 };
 use crate::element::Float;
 use crate::error::Result;
-use crate::tensor::Tensor;
+use crate::nn::StateDict;
+use crate::param::Param;
 
 /// Settings of [`Sgd`]; the defaults are PyTorch's: lr 1e-3 (as `torch.optim.SGD` since 2.x), no
-/// momentum, no dampening, no weight decay.
+/// momentum, no dampening, no weight decay, minimizing.
 #[derive(Clone, Copy, Debug)]
 pub struct SgdConfig {
     /// Learning rate.
@@ -22,6 +24,8 @@ pub struct SgdConfig {
     pub nesterov: bool,
     /// L2 penalty λ added to the gradient.
     pub weight_decay: f64,
+    /// Maximize the objective: step along +g (PyTorch's `maximize=True`).
+    pub maximize: bool,
 }
 
 impl Default for SgdConfig {
@@ -32,6 +36,73 @@ impl Default for SgdConfig {
             dampening: 0.0,
             nesterov: false,
             weight_decay: 0.0,
+            maximize: false,
+        }
+    }
+}
+
+impl SgdConfig {
+    fn validate(&self) -> Result<()> {
+        let op = "SGD";
+        check_lr(op, self.lr)?;
+        check_nonneg(op, "momentum", self.momentum)?;
+        check_hyper(
+            op,
+            "dampening",
+            self.dampening,
+            self.dampening.is_finite(),
+            "must be finite",
+        )?;
+        check_nonneg(op, "weight_decay", self.weight_decay)?;
+        if self.nesterov {
+            check_hyper(
+                op,
+                "momentum",
+                self.momentum,
+                self.momentum > 0.0,
+                "Nesterov needs momentum > 0",
+            )?;
+            check_hyper(
+                op,
+                "dampening",
+                self.dampening,
+                self.dampening == 0.0,
+                "Nesterov needs dampening 0",
+            )?;
+        }
+        Ok(())
+    }
+
+    fn hyper(&self) -> Hyper {
+        vec![
+            ("lr", fmt_f64(self.lr)),
+            ("momentum", fmt_f64(self.momentum)),
+            ("dampening", fmt_f64(self.dampening)),
+            ("nesterov", self.nesterov.to_string()),
+            ("weight_decay", fmt_f64(self.weight_decay)),
+            ("maximize", self.maximize.to_string()),
+        ]
+    }
+
+    fn from_meta(meta: &Meta<'_>) -> Result<Self> {
+        let config = SgdConfig {
+            lr: meta.f64("lr")?,
+            momentum: meta.f64("momentum")?,
+            dampening: meta.f64("dampening")?,
+            nesterov: meta.bool("nesterov")?,
+            weight_decay: meta.f64("weight_decay")?,
+            maximize: meta.bool("maximize")?,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The state each parameter keeps: a momentum buffer when μ ≠ 0.
+    fn buffers(&self) -> &'static [&'static str] {
+        if self.momentum != 0.0 {
+            &["momentum_buffer"]
+        } else {
+            &[]
         }
     }
 }
@@ -39,111 +110,110 @@ impl Default for SgdConfig {
 /// SGD with PyTorch's update, for each parameter θ with gradient g:
 ///
 /// ```text
+/// g ← −g                                      (maximize)
 /// g ← g + λθ                                  (weight decay)
 /// b ← g                 on the first step,    (momentum buffer)
 /// b ← μb + (1 − τ)g     after
 /// g ← g + μb  if nesterov, else g ← b
 /// θ ← θ − lr·g
 /// ```
+///
+/// PyTorch equivalent: `torch.optim.SGD(params, lr, momentum, dampening, weight_decay, nesterov,
+/// maximize=maximize)`.
 #[derive(Debug)]
 pub struct Sgd<T: Float> {
     config: SgdConfig,
-    groups: Vec<Group<T, Tensor<T>>>,
+    groups: Vec<Group<T>>,
 }
 
 impl<T: Float> Sgd<T> {
     /// An optimizer of these parameters (named, or in groups) with these settings; fails on the
     /// values PyTorch rejects, on a NaN or infinite one, and on two parameters of one name.
     pub fn new(params: impl IntoGroups<T>, config: SgdConfig) -> Result<Self> {
-        let op = "SGD";
-        check_lr(op, config.lr)?;
+        config.validate()?;
+        let groups = build_groups("SGD", params.into_groups(), config.lr, config.weight_decay)?;
+        Ok(Sgd { config, groups })
+    }
+
+    /// Its settings.
+    pub fn config(&self) -> &SgdConfig {
+        &self.config
+    }
+
+    fn op_name(&self) -> &'static str {
+        "SGD"
+    }
+}
+
+lr_groups!(
+    Sgd,
+    momentum: |c: &SgdConfig| c.momentum,
+    check: |op, c: &SgdConfig, m: f64| {
         check_hyper(
             op,
             "momentum",
-            config.momentum,
-            config.momentum >= 0.0 && config.momentum.is_finite(),
-            "must be finite and >= 0",
+            m,
+            c.momentum > 0.0,
+            "the optimizer was built without momentum",
         )?;
-        check_hyper(
-            op,
-            "dampening",
-            config.dampening,
-            config.dampening.is_finite(),
-            "must be finite",
-        )?;
-        check_hyper(
-            op,
-            "weight_decay",
-            config.weight_decay,
-            config.weight_decay >= 0.0 && config.weight_decay.is_finite(),
-            "must be finite and >= 0",
-        )?;
-        if config.nesterov {
-            check_hyper(
-                op,
-                "momentum",
-                config.momentum,
-                config.momentum > 0.0,
-                "Nesterov needs momentum > 0",
-            )?;
-            check_hyper(
-                op,
-                "dampening",
-                config.dampening,
-                config.dampening == 0.0,
-                "Nesterov needs dampening 0",
-            )?;
-        }
-        let groups = build_groups(op, params.into_groups(), config.lr, config.weight_decay)?;
-        Ok(Sgd { config, groups })
+        check_hyper(op, "momentum", m, m > 0.0 && m.is_finite(), "must be finite and > 0")
     }
-}
+);
 
 impl<T: Float> Optimizer<T> for Sgd<T> {
     fn step(&mut self, grads: &dyn GradSource<T>) -> Result<()> {
         let c = &self.config;
-        let momentum = T::from_f64(c.momentum);
         let damp = T::from_f64(1.0 - c.dampening);
         for group in &mut self.groups {
-            let (lr, decay) = (T::from_f64(group.lr), T::from_f64(group.weight_decay));
+            let lr = T::from_f64(group.lr);
+            let momentum = T::from_f64(group.momentum.unwrap_or(c.momentum));
             for slot in &mut group.slots {
                 let Some(grad) = grads.grad(&slot.param) else {
                     continue;
                 };
                 check_shape("SGD", &slot.param, grad)?;
-                if group.weight_decay == 0.0 && c.momentum == 0.0 {
-                    // Plain SGD: θ ← θ − lr·g, straight from the gradient, no copy.
+                if c.momentum == 0.0 {
+                    // No state: θ ← θ − lr·g, straight from the gradient when there is nothing
+                    // to add to it.
+                    let g = effective_grad(grad, &slot.param, c.maximize, group.weight_decay)?;
                     slot.param.update(|p| {
-                        for (p, &gi) in p.data_mut().iter_mut().zip(grad.data()) {
+                        for (p, &gi) in p.data_mut().iter_mut().zip(g.data()) {
                             *p -= lr * gi;
                         }
                     });
                     continue;
                 }
-                let mut g = grad.try_clone()?;
-                if group.weight_decay != 0.0 {
-                    for (gi, &p) in g.data_mut().iter_mut().zip(slot.param.value().data()) {
-                        *gi += decay * p;
+                let mut g = owned(effective_grad(
+                    grad,
+                    &slot.param,
+                    c.maximize,
+                    group.weight_decay,
+                )?)?;
+                match &mut slot.state {
+                    Some(state) => {
+                        // SGD with momentum keeps exactly one buffer (`buffers()`).
+                        let buf = &mut state.buffers[0];
+                        check_state("SGD", &slot.name, &slot.param, buf)?;
+                        for (b, &gi) in buf.data_mut().iter_mut().zip(g.data()) {
+                            *b = momentum * *b + damp * gi;
+                        }
+                        state.step += 1;
+                    }
+                    None => {
+                        slot.state = Some(SlotState {
+                            step: 1,
+                            buffers: vec![g.try_clone()?],
+                        })
                     }
                 }
-                if c.momentum != 0.0 {
-                    match &mut slot.state {
-                        Some(buf) => {
-                            check_state("SGD", &slot.name, &slot.param, buf)?;
-                            for (b, &gi) in buf.data_mut().iter_mut().zip(g.data()) {
-                                *b = momentum * *b + damp * gi;
-                            }
+                if let Some(state) = &slot.state {
+                    let buf = &state.buffers[0];
+                    if c.nesterov {
+                        for (gi, &b) in g.data_mut().iter_mut().zip(buf.data()) {
+                            *gi += momentum * b;
                         }
-                        None => slot.state = Some(g.try_clone()?),
-                    }
-                    if let Some(buf) = &slot.state {
-                        if c.nesterov {
-                            for (gi, &b) in g.data_mut().iter_mut().zip(buf.data()) {
-                                *gi += momentum * b;
-                            }
-                        } else {
-                            g.data_mut().copy_from_slice(buf.data());
-                        }
+                    } else {
+                        g.data_mut().copy_from_slice(buf.data());
                     }
                 }
                 slot.param.update(|p| {
@@ -156,11 +226,25 @@ impl<T: Float> Optimizer<T> for Sgd<T> {
         Ok(())
     }
 
-    fn lrs(&self) -> Vec<f64> {
-        self.groups.iter().map(|g| g.lr).collect()
+    fn params(&self) -> Vec<&Param<T>> {
+        group_params(&self.groups)
     }
 
-    fn set_lrs(&mut self, lrs: &[f64]) -> Result<()> {
-        set_group_lrs("SGD", &mut self.groups, lrs)
+    fn state_dict(&self) -> Result<StateDict<T>> {
+        state::save(
+            "SGD",
+            &self.groups,
+            self.config.buffers(),
+            self.config.hyper(),
+        )
+    }
+
+    fn load_state_dict(&mut self, sd: &StateDict<T>) -> Result<()> {
+        let meta = Meta::new("SGD", sd)?;
+        let config = SgdConfig::from_meta(&meta)?;
+        let plan = state::plan(&meta, sd, &self.groups, config.buffers())?;
+        plan.apply(&mut self.groups);
+        self.config = config;
+        Ok(())
     }
 }
