@@ -17,8 +17,8 @@ use tapegrad::nn::{
     ReLU, Sequential, SiLU, Sigmoid, Softplus, StateDict, Tanh,
 };
 use tapegrad::{
-    AttnMask, BackwardOptions, Conv1dOptions, Conv2dOptions, Float, Indices, Result, Tape, Tensor,
-    Var,
+    AttnMask, BackwardOptions, Conv1dOptions, Conv2dOptions, Error, Float, Indices, Result, Tape,
+    Tensor, Var,
 };
 
 fn rng(seed: u64) -> Pcg64 {
@@ -410,4 +410,497 @@ fn eval_mode_ignores_dropout_and_needs_no_generator() {
     let r = &mut rng(0);
     let block = Block::<f32>::new(8, 2, 0.3, r).unwrap();
     check::<f32, _>(&g, "block", &block, &["x"], &["eval"]);
+}
+
+// ---- PyTorch's default initialisation, checked statistically ---------------------------------
+
+/// Sample mean and (biased) variance.
+fn moments(data: &[f64]) -> (f64, f64) {
+    let n = data.len() as f64;
+    let mean = data.iter().sum::<f64>() / n;
+    let var = data.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
+    (mean, var)
+}
+
+/// Draws from U(−b, b): all inside, the extremes near ±b, mean 0 and variance b²/3 within five
+/// standard errors (the variance of x² for U(−b, b) is 4b⁴/45).
+fn assert_uniform(data: &[f64], bound: f64, what: &str) {
+    let n = data.len() as f64;
+    assert!(
+        data.iter().all(|v| v.abs() <= bound),
+        "{what}: outside ±{bound}"
+    );
+    let max = data.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    // P(every |x| < 0.99 b) = 0.99ⁿ, negligible for the sizes below.
+    assert!(max > 0.99 * bound, "{what}: max |x| = {max}, bound {bound}");
+    let (mean, var) = moments(data);
+    let se_mean = (bound * bound / 3.0 / n).sqrt();
+    assert!(mean.abs() < 5.0 * se_mean, "{what}: mean {mean}");
+    let se_var = (4.0 / 45.0 / n).sqrt() * bound * bound;
+    assert!(
+        (var - bound * bound / 3.0).abs() < 5.0 * se_var,
+        "{what}: variance {var}"
+    );
+}
+
+fn values(p: &tapegrad::Param<f64>) -> Vec<f64> {
+    p.value().data().to_vec()
+}
+
+#[test]
+fn conv_init_is_kaiming_uniform_with_fan_in_of_a_group() {
+    let r = &mut rng(1);
+    let conv = Conv2d::<f64>::new(64, 128, 3, r).unwrap();
+    let bound = 1.0 / (64.0 * 9.0f64).sqrt();
+    assert_eq!(conv.weight.shape().dims(), &[128, 64, 3, 3]);
+    assert_uniform(&values(&conv.weight), bound, "Conv2d.weight");
+    let bias = values(conv.bias.as_ref().unwrap());
+    assert!(bias.iter().all(|v| v.abs() <= bound) && bias.iter().any(|v| v.abs() > bound / 2.0));
+
+    let grouped =
+        Conv2d::<f64>::with_options(64, 96, (3, 5), Conv2dOptions::new().groups(4), true, r)
+            .unwrap();
+    assert_eq!(grouped.weight.shape().dims(), &[96, 16, 3, 5]);
+    assert_uniform(
+        &values(&grouped.weight),
+        1.0 / (16.0 * 15.0f64).sqrt(),
+        "grouped weight",
+    );
+
+    let conv1 = Conv1d::<f64>::new(32, 256, 5, r).unwrap();
+    assert_uniform(
+        &values(&conv1.weight),
+        1.0 / 160.0f64.sqrt(),
+        "Conv1d.weight",
+    );
+    let no_bias = Conv1d::<f64>::with_options(4, 4, 3, Conv1dOptions::new(), false, r).unwrap();
+    assert!(no_bias.bias.is_none());
+}
+
+#[test]
+fn embedding_init_is_standard_normal_with_a_zero_padding_row() {
+    let emb = Embedding::<f64>::with_padding(2000, 64, Some(-1), &mut rng(2)).unwrap();
+    assert_eq!(emb.padding_idx(), Some(1999));
+    let w = emb.weight.value();
+    assert!(w.data()[1999 * 64..].iter().all(|&v| v == 0.0));
+    let rest = &w.data()[..1999 * 64];
+    let n = rest.len() as f64;
+    let (mean, var) = moments(rest);
+    assert!(mean.abs() < 5.0 / n.sqrt(), "mean {mean}");
+    assert!((var - 1.0).abs() < 5.0 * (2.0 / n).sqrt(), "variance {var}");
+    // Normal rather than some other law of variance 1: P(|x| < 1) = 0.6827 (uniform: 0.577).
+    let inside = rest.iter().filter(|v| v.abs() < 1.0).count() as f64 / n;
+    assert!(
+        (inside - 0.6827).abs() < 5.0 * (0.6827 * 0.3173 / n).sqrt(),
+        "{inside}"
+    );
+}
+
+#[test]
+fn mha_init_is_xavier_in_proj_zero_biases_and_linear_out_proj() {
+    let mha = MultiheadAttention::<f64>::new(256, 8, &mut rng(3)).unwrap();
+    assert_eq!(mha.in_proj_weight.shape().dims(), &[768, 256]);
+    assert_uniform(
+        &values(&mha.in_proj_weight),
+        (6.0 / 1024.0f64).sqrt(),
+        "in_proj_weight",
+    );
+    assert!(
+        values(mha.in_proj_bias.as_ref().unwrap())
+            .iter()
+            .all(|&v| v == 0.0)
+    );
+    assert_uniform(&values(&mha.out_proj.weight), 1.0 / 16.0, "out_proj.weight");
+    assert!(
+        values(mha.out_proj.bias.as_ref().unwrap())
+            .iter()
+            .all(|&v| v == 0.0)
+    );
+}
+
+#[test]
+fn norms_start_at_ones_and_zeros() {
+    let ln = LayerNorm::<f64>::new(&[3, 4]).unwrap();
+    assert_eq!(values(ln.weight.as_ref().unwrap()), vec![1.0; 12]);
+    assert_eq!(values(ln.bias.as_ref().unwrap()), vec![0.0; 12]);
+    let bn = BatchNorm2d::<f64>::new(5).unwrap();
+    assert_eq!(values(bn.weight().unwrap()), vec![1.0; 5]);
+    assert_eq!(values(bn.bias().unwrap()), vec![0.0; 5]);
+    assert_eq!(bn.running_mean().unwrap().value().data(), &[0.0; 5]);
+    assert_eq!(bn.running_var().unwrap().value().data(), &[1.0; 5]);
+    let count = bn.num_batches_tracked().unwrap().value();
+    assert_eq!((count.dims(), count.data()), (&[][..], &[0.0][..]));
+}
+
+#[test]
+fn block_parts_are_initialised_as_their_pytorch_layers() {
+    let block = Block::<f64>::new(128, 4, 0.0, &mut rng(4)).unwrap();
+    assert_uniform(
+        &values(&block.mlp_fc.weight),
+        1.0 / 128f64.sqrt(),
+        "mlp.0.weight",
+    );
+    assert_uniform(
+        &values(&block.mlp_proj.weight),
+        1.0 / 512f64.sqrt(),
+        "mlp.2.weight",
+    );
+    assert_uniform(
+        &values(&block.attn.in_proj_weight),
+        (6.0 / 512.0f64).sqrt(),
+        "attn.in_proj",
+    );
+    assert_eq!(values(block.ln_2.weight.as_ref().unwrap()), vec![1.0; 128]);
+}
+
+// ---- state_dict names --------------------------------------------------------------------------
+
+fn names<T: Float, M: Module<T>>(m: &M) -> Vec<String> {
+    StateDict::of(m)
+        .unwrap()
+        .names()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn state_dict_names_are_pytorchs() {
+    let r = &mut rng(5);
+    assert_eq!(
+        names::<f32, _>(&BatchNorm1d::new(3).unwrap()),
+        [
+            "weight",
+            "bias",
+            "running_mean",
+            "running_var",
+            "num_batches_tracked"
+        ]
+    );
+    let plain = BatchNorm2d::<f32>::with_options(3, 1e-5, Some(0.1), false, false).unwrap();
+    assert!(names::<f32, _>(&plain).is_empty());
+    assert_eq!(
+        names::<f32, _>(&LayerNorm::with_options(&[4], 1e-5, true, false).unwrap()),
+        ["weight"]
+    );
+    assert_eq!(
+        names::<f32, _>(&Embedding::new(5, 2, r).unwrap()),
+        ["weight"]
+    );
+    let mha = MultiheadAttention::<f32>::with_options(8, 2, 0.0, false, false, r).unwrap();
+    assert_eq!(names::<f32, _>(&mha), ["in_proj_weight", "out_proj.weight"]);
+    assert_eq!(
+        names::<f32, _>(&Block::new(8, 2, 0.0, r).unwrap()),
+        [
+            "ln_1.weight",
+            "ln_1.bias",
+            "attn.in_proj_weight",
+            "attn.in_proj_bias",
+            "attn.out_proj.weight",
+            "attn.out_proj.bias",
+            "ln_2.weight",
+            "ln_2.bias",
+            "mlp.0.weight",
+            "mlp.0.bias",
+            "mlp.2.weight",
+            "mlp.2.bias",
+        ]
+    );
+    // In a Sequential, layers without parameters keep their index, as in PyTorch.
+    assert_eq!(
+        names::<f32, _>(&cnn::<f32>()),
+        [
+            "0.weight",
+            "0.bias",
+            "1.weight",
+            "1.bias",
+            "1.running_mean",
+            "1.running_var",
+            "1.num_batches_tracked",
+            "4.weight",
+            "8.weight",
+            "8.bias",
+        ]
+    );
+}
+
+// ---- behaviour -----------------------------------------------------------------------------
+
+#[test]
+fn layers_are_clone_send_sync_and_clones_are_independent() {
+    fn send_sync<X: Send + Sync + Clone>() {}
+    send_sync::<Embedding<f32>>();
+    send_sync::<LayerNorm<f32>>();
+    send_sync::<BatchNorm1d<f32>>();
+    send_sync::<BatchNorm2d<f64>>();
+    send_sync::<Conv1d<f32>>();
+    send_sync::<Conv2d<f32>>();
+    send_sync::<MaxPool2d>();
+    send_sync::<AvgPool2d>();
+    send_sync::<Flatten>();
+    send_sync::<GELU>();
+    send_sync::<MultiheadAttention<f32>>();
+    send_sync::<Block<f32>>();
+
+    let bn = BatchNorm1d::<f64>::new(2).unwrap();
+    let copy = bn.clone();
+    let tape = Tape::new();
+    let x = tape.constant(Tensor::from_vec(vec![1.0, 2.0, 3.0, 6.0], &[2, 2]).unwrap());
+    copy.forward(&mut Context::train_deterministic(), x)
+        .unwrap();
+    assert_eq!(copy.num_batches_tracked().unwrap().value().data(), &[1.0]);
+    assert_eq!(bn.num_batches_tracked().unwrap().value().data(), &[0.0]);
+    assert_eq!(bn.running_mean().unwrap().value().data(), &[0.0, 0.0]);
+}
+
+#[test]
+fn batch_norm_counts_batches_and_a_failed_call_changes_nothing() {
+    let bn = BatchNorm1d::<f64>::with_options(2, 1e-5, None, true, true).unwrap();
+    let tape = Tape::new();
+    let train = |rows: Vec<f64>, n: usize| {
+        let x = tape.constant(Tensor::from_vec(rows, &[n, 2]).unwrap());
+        bn.forward(&mut Context::train_deterministic(), x)
+            .map(|_| ())
+    };
+    train(vec![1.0, 0.0, 3.0, 0.0], 2).unwrap(); // means [2, 0]
+    train(vec![5.0, 2.0, 7.0, 2.0], 2).unwrap(); // means [6, 2]
+    // Cumulative average: 1/1 then 1/2 → the mean of the batch means.
+    assert_eq!(bn.running_mean().unwrap().value().data(), &[4.0, 1.0]);
+    assert_eq!(bn.num_batches_tracked().unwrap().value().data(), &[2.0]);
+    // One value per channel in training is an error, and counts nothing.
+    assert!(train(vec![1.0, 2.0], 1).is_err());
+    assert_eq!(bn.num_batches_tracked().unwrap().value().data(), &[2.0]);
+    assert_eq!(bn.running_mean().unwrap().value().data(), &[4.0, 1.0]);
+    // Eval uses the running statistics: (x − 4)/√(var + ε) on channel 0.
+    let var = bn.running_var().unwrap().value().data()[0];
+    let x = tape.constant(Tensor::from_vec(vec![4.0 + var.sqrt(), 1.0], &[1, 2]).unwrap());
+    let y = bn.forward(&mut Context::eval(), x).unwrap();
+    assert!((y.value().data()[0] - 1.0).abs() < 1e-5);
+}
+
+#[test]
+fn attention_dropout_draws_from_the_context_only_in_training() {
+    let r = &mut rng(6);
+    let mha = MultiheadAttention::<f64>::with_options(8, 2, 0.5, true, true, r).unwrap();
+    let x = Tensor::normal(&[2, 4, 8], 0.0, 1.0, r).unwrap();
+    let run = |seed: u64| {
+        let tape = Tape::new();
+        let mut g = rng(seed);
+        let y = mha
+            .forward(&mut Context::train(&mut g), tape.constant(x.clone()))
+            .unwrap();
+        y.value().data().to_vec()
+    };
+    assert_eq!(run(1), run(1));
+    assert_ne!(run(1), run(2));
+    let tape = Tape::new();
+    let err = mha
+        .forward(
+            &mut Context::train_deterministic(),
+            tape.constant(x.clone()),
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("MultiheadAttention"), "{err}");
+    // Eval: no dropout, no generator needed, equal to a dropout-free copy.
+    let eval = mha
+        .forward(&mut Context::eval(), tape.constant(x.clone()))
+        .unwrap();
+    assert_eq!(eval.value().dims(), &[2, 4, 8]);
+}
+
+#[test]
+fn embedding_gradient_skips_the_padding_row() {
+    let table = Tensor::from_vec((0..8).map(f64::from).collect(), &[4, 2]).unwrap();
+    let emb = Embedding::from_tensor(table, Some(1)).unwrap();
+    let tape = Tape::new();
+    let ids = Indices::new(&[1u8, 2, 1, 3, 2], &[5]).unwrap();
+    let y = emb.forward_ids(&mut Context::eval(), &tape, &ids).unwrap();
+    assert_eq!(
+        y.value().data(),
+        &[2.0, 3.0, 4.0, 5.0, 2.0, 3.0, 6.0, 7.0, 4.0, 5.0]
+    );
+    let grads = y.sum().unwrap().backward().unwrap();
+    // Row 2 was taken twice, row 3 once, row 1 is padding, row 0 unused.
+    assert_eq!(
+        grads.param(&emb.weight).unwrap().data(),
+        &[0.0, 0.0, 0.0, 0.0, 2.0, 2.0, 1.0, 1.0]
+    );
+}
+
+// ---- typed errors for bad settings and inputs ----------------------------------------------------
+
+fn hyper(e: Error) -> (&'static str, &'static str, f64) {
+    match e {
+        Error::InvalidHyperparameter {
+            op, name, value, ..
+        } => (op, name, value),
+        other => panic!("expected InvalidHyperparameter, got {other:?}"),
+    }
+}
+
+fn invalid(e: Error) -> (&'static str, String) {
+    match e {
+        Error::InvalidArgument { op, reason } => (op, reason),
+        other => panic!("expected InvalidArgument, got {other:?}"),
+    }
+}
+
+#[test]
+fn bad_settings_are_typed_errors_naming_the_layer() {
+    let r = &mut rng(7);
+    assert_eq!(
+        hyper(Embedding::<f32>::new(0, 4, r).unwrap_err()),
+        ("Embedding", "num_embeddings", 0.0)
+    );
+    assert_eq!(
+        hyper(Embedding::<f32>::new(4, 0, r).unwrap_err()),
+        ("Embedding", "embedding_dim", 0.0)
+    );
+    assert_eq!(
+        hyper(Embedding::<f32>::with_padding(4, 2, Some(4), r).unwrap_err()),
+        ("Embedding", "padding_idx", 4.0)
+    );
+    assert_eq!(
+        hyper(Embedding::<f32>::with_padding(4, 2, Some(-5), r).unwrap_err()),
+        ("Embedding", "padding_idx", -5.0)
+    );
+    assert!(LayerNorm::<f32>::new(&[]).is_err());
+    assert_eq!(
+        hyper(LayerNorm::<f32>::new(&[3, 0]).unwrap_err()),
+        ("LayerNorm", "normalized_shape", 0.0)
+    );
+    assert_eq!(
+        hyper(LayerNorm::<f32>::with_options(&[3], -1.0, true, true).unwrap_err()),
+        ("LayerNorm", "eps", -1.0)
+    );
+    assert_eq!(
+        hyper(BatchNorm2d::<f32>::new(0).unwrap_err()),
+        ("BatchNorm2d", "num_features", 0.0)
+    );
+    assert_eq!(
+        hyper(BatchNorm1d::<f32>::with_options(3, 1e-5, Some(1.5), true, true).unwrap_err()),
+        ("BatchNorm1d", "momentum", 1.5)
+    );
+    assert_eq!(
+        hyper(BatchNorm1d::<f32>::with_options(3, 0.0, None, true, true).unwrap_err()),
+        ("BatchNorm1d", "eps", 0.0)
+    );
+    assert_eq!(
+        hyper(Conv2d::<f32>::new(0, 4, 3, r).unwrap_err()),
+        ("Conv2d", "in_channels", 0.0)
+    );
+    assert_eq!(
+        hyper(Conv2d::<f32>::new(3, 4, (3, 0), r).unwrap_err()),
+        ("Conv2d", "kernel_size", 0.0)
+    );
+    assert_eq!(
+        hyper(
+            Conv1d::<f32>::with_options(3, 4, 3, Conv1dOptions::new().stride(0), true, r)
+                .unwrap_err()
+        ),
+        ("Conv1d", "stride", 0.0)
+    );
+    let (op, reason) = invalid(
+        Conv2d::<f32>::with_options(6, 4, 3, Conv2dOptions::new().groups(3), true, r).unwrap_err(),
+    );
+    assert_eq!(op, "Conv2d");
+    assert!(
+        reason.contains("out_channels = 4") && reason.contains("groups = 3"),
+        "{reason}"
+    );
+    assert_eq!(
+        hyper(MaxPool2d::new(0).unwrap_err()),
+        ("MaxPool2d", "kernel_size", 0.0)
+    );
+    let (op, _) = invalid(
+        AvgPool2d::with_options(tapegrad::AvgPool2dOptions::new(2).padding(2)).unwrap_err(),
+    );
+    assert_eq!(op, "AvgPool2d");
+    let (op, reason) = invalid(MultiheadAttention::<f32>::new(10, 3, r).unwrap_err());
+    assert_eq!(op, "MultiheadAttention");
+    assert!(
+        reason.contains("embed_dim = 10") && reason.contains("num_heads = 3"),
+        "{reason}"
+    );
+    assert_eq!(
+        hyper(MultiheadAttention::<f32>::new(8, 0, r).unwrap_err()),
+        ("MultiheadAttention", "num_heads", 0.0)
+    );
+    assert!(matches!(
+        MultiheadAttention::<f32>::with_options(8, 2, 1.5, true, false, r),
+        Err(Error::InvalidProbability {
+            op: "MultiheadAttention",
+            ..
+        })
+    ));
+    assert!(Block::<f32>::new(10, 4, 0.0, r).is_err());
+    assert_eq!(
+        hyper(LeakyReLU::new(f64::NAN).map(|_| ()).unwrap_err()).0,
+        "LeakyReLU"
+    );
+    assert_eq!(
+        hyper(Softplus::new(0.0, 20.0).unwrap_err()),
+        ("Softplus", "beta", 0.0)
+    );
+}
+
+#[test]
+fn bad_inputs_are_typed_errors_naming_the_layer() {
+    let r = &mut rng(8);
+    let tape = Tape::<f32>::new();
+    let cx = &mut Context::eval();
+    // Ids out of range, negative ones too.
+    let emb = Embedding::<f32>::new(5, 3, r).unwrap();
+    let err = emb
+        .forward_ids(cx, &tape, &Indices::new(&[0i64, 4, 5], &[3]).unwrap())
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        Error::IndexOutOfRange {
+            op: "Embedding",
+            position: 2,
+            index: 5,
+            len: 5
+        }
+    ));
+    let err = emb
+        .forward_ids(cx, &tape, &Indices::new(&[-1i64], &[1]).unwrap())
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        Error::IndexOutOfRange {
+            op: "Embedding",
+            index: -1,
+            ..
+        }
+    ));
+    // Batch norm: wrong rank, wrong channel count.
+    let bn = BatchNorm2d::<f32>::new(3).unwrap();
+    let x = tape.constant(Tensor::zeros(&[2, 3, 4]).unwrap());
+    assert!(matches!(
+        bn.forward(cx, x).unwrap_err(),
+        Error::BadRank {
+            op: "BatchNorm2d",
+            ..
+        }
+    ));
+    let bn1 = BatchNorm1d::<f32>::new(3).unwrap();
+    let x = tape.constant(Tensor::zeros(&[2, 4]).unwrap());
+    let (op, reason) = invalid(bn1.forward(cx, x).unwrap_err());
+    assert_eq!(op, "BatchNorm1d");
+    assert!(reason.contains("expected 3 channels"), "{reason}");
+    // Attention: wrong width, wrong rank.
+    let mha = MultiheadAttention::<f32>::new(8, 2, r).unwrap();
+    let x = tape.constant(Tensor::zeros(&[3, 2, 6]).unwrap());
+    assert_eq!(
+        invalid(mha.forward(cx, x).unwrap_err()).0,
+        "MultiheadAttention"
+    );
+    let x = tape.constant(Tensor::zeros(&[1, 3, 2, 8]).unwrap());
+    assert!(matches!(
+        mha.forward(cx, x).unwrap_err(),
+        Error::BadRank {
+            op: "MultiheadAttention",
+            ..
+        }
+    ));
 }
