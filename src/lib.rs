@@ -116,4 +116,6 @@ mod guide {
     struct Reliability;
     #[doc = include_str!("../docs/README.md")]
     struct Guide;
+    #[doc = include_str!("../docs/layers.md")]
+    struct Layers;
 }
