@@ -239,7 +239,7 @@ impl<T: Float> BatchNorm<T> {
                 })
             })?;
             // Counted only once the batch went through (a failed call changes nothing).
-            count.update(|c| c.data_mut().iter_mut().for_each(|c| *c = *c + T::ONE));
+            count.update(|c| c.data_mut().iter_mut().for_each(|c| *c += T::ONE));
             Ok(y)
         } else {
             let mut mean = mean.value().try_clone()?;
