@@ -904,3 +904,67 @@ fn bad_inputs_are_typed_errors_naming_the_layer() {
         }
     ));
 }
+
+// ---- a PyTorch state_dict file as PyTorch writes it ---------------------------------------------
+
+#[test]
+fn pytorch_state_dict_file_with_int64_counter_loads_by_name() {
+    // `save_file(model.state_dict())` of the golden CNN: float32 weights, int64
+    // num_batches_tracked.
+    let model = cnn::<f32>();
+    let path = format!(
+        "{}/tests/golden/layers_cnn_state_dict.safetensors",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    tapegrad::nn::load_safetensors(&model, &path).unwrap();
+    let g = golden();
+    for (name, p) in model.named_params() {
+        assert_eq!(
+            p.value().data(),
+            g.f32(&format!("cnn.f32.state.{name}")).data(),
+            "{name}"
+        );
+    }
+    let bn: &BatchNorm2d<f32> = model.get(1).unwrap();
+    assert_eq!(bn.num_batches_tracked().unwrap().value().data(), &[0.0]);
+    let tape = Tape::new();
+    let x = tape.leaf(g.f32("cnn.f32.in.x"));
+    let out = model
+        .forward(&mut Context::train_deterministic(), x)
+        .unwrap();
+    assert_close(&out.value(), &g, "cnn.f32.train.out");
+    assert_eq!(bn.num_batches_tracked().unwrap().value().data(), &[1.0]);
+}
+
+#[test]
+fn int64_tensors_load_only_when_exact() {
+    use safetensors::tensor::{Dtype, TensorView, serialize};
+    let file = |v: i64| {
+        let bytes = v.to_le_bytes();
+        let view = TensorView::new(Dtype::I64, vec![], &bytes).unwrap();
+        serialize([("num_batches_tracked", view)], None).unwrap()
+    };
+    let sd = StateDict::<f32>::from_bytes(&file(16_777_216)).unwrap(); // 2²⁴
+    assert_eq!(
+        sd.get("num_batches_tracked").unwrap().data(),
+        &[16_777_216.0]
+    );
+    assert!(matches!(
+        StateDict::<f32>::from_bytes(&file(16_777_217)),
+        Err(Error::CheckpointDtype { .. })
+    ));
+    let sd = StateDict::<f64>::from_bytes(&file(-(1 << 53))).unwrap();
+    assert_eq!(
+        sd.get("num_batches_tracked").unwrap().data(),
+        &[-9_007_199_254_740_992.0]
+    );
+    for bad in [(1 << 53) + 1, i64::MAX, i64::MIN] {
+        assert!(
+            matches!(
+                StateDict::<f64>::from_bytes(&file(bad)),
+                Err(Error::CheckpointDtype { .. })
+            ),
+            "{bad}"
+        );
+    }
+}

@@ -3,7 +3,8 @@ initialisation.
 
     python3 tests/golden/layers.py
 
-Writes tests/golden/layers.safetensors (read by tests/layers.rs). Not run by CI.
+Writes tests/golden/layers.safetensors and tests/golden/layers_cnn_state_dict.safetensors (read by
+tests/layers.rs). Not run by CI.
 
 For every case and each dtype (float32, float64; the model is built once from a fixed seed in
 float32 and cast, so both dtypes hold the same weights):
@@ -122,12 +123,16 @@ def randn(*dims):
 torch.manual_seed(7)
 
 # A small CNN: conv, batch norm, pooling, grouped conv without bias, tanh-GELU, flatten, linear.
-record(
-    "cnn", 1,
-    lambda: nn.Sequential(
+def CNN():
+    return nn.Sequential(
         nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2),
         nn.Conv2d(4, 6, 3, padding=1, groups=2, bias=False), nn.GELU(approximate="tanh"),
-        nn.AvgPool2d(2), nn.Flatten(), nn.Linear(24, 5)),
+        nn.AvgPool2d(2), nn.Flatten(), nn.Linear(24, 5))
+
+
+record(
+    "cnn", 1,
+    CNN,
     {"x": randn(3, 3, 8, 8)},
     lambda m, t: m(t["x"]),
     steps=[randn(3, 3, 8, 8) * 2 + 1, randn(5, 3, 8, 8) - 0.5],
@@ -212,6 +217,11 @@ record(
     {"ids": torch.tensor([[3, 1, 0, 7, 10, 3], [0, 0, 5, 2, 9, 1]], dtype=torch.int64)},
     lambda m, t: m(t["ids"]),
 )
+
+# The CNN's state_dict exactly as PyTorch saves it (int64 num_batches_tracked), in its own file:
+# tapegrad's loader reads it directly.
+torch.manual_seed(1)
+save_file(CNN().state_dict(), str(pathlib.Path(__file__).with_name("layers_cnn_state_dict.safetensors")))
 
 for k, v in list(OUT.items()):
     if k.endswith("num_batches_tracked"):
