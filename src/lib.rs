@@ -126,4 +126,6 @@ mod guide {
     struct Data;
     #[doc = include_str!("../docs/optim.md")]
     struct OptimGuide;
+    #[doc = include_str!("../docs/layers.md")]
+    struct Layers;
 }

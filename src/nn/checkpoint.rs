@@ -189,7 +189,8 @@ impl<T: Float> StateDict<T> {
         safetensors::tensor::serialize(views, metadata).map_err(format_error)
     }
 
-    /// Reads safetensors bytes; every tensor must be of element type `T`.
+    /// Reads safetensors bytes; every tensor must be of element type `T`, or int64 with values
+    /// that `T` holds exactly (PyTorch saves BatchNorm's `num_batches_tracked` as int64).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
         let (_, header) = SafeTensors::read_metadata(bytes).map_err(format_error)?;
         let file = SafeTensors::deserialize(bytes).map_err(format_error)?;
@@ -201,6 +202,11 @@ impl<T: Float> StateDict<T> {
         names.sort();
         for name in names {
             let view = file.tensor(&name).map_err(format_error)?;
+            if view.dtype() == Dtype::I64 && dtype_of::<T>() != Dtype::I64 {
+                let tensor = int64_tensor(&name, view.shape(), view.data())?;
+                sd.tensors.push((name, Arc::new(tensor)));
+                continue;
+            }
             if view.dtype() != dtype_of::<T>() {
                 return Err(Error::CheckpointDtype {
                     name,
@@ -265,6 +271,49 @@ impl View for Bytes {
     fn data_len(&self) -> usize {
         self.data.len()
     }
+}
+
+/// An int64 tensor (PyTorch's `num_batches_tracked` counter) as `T`, if `T` holds every value
+/// exactly; otherwise [`Error::CheckpointDtype`] naming the value.
+fn int64_tensor<T: Float>(name: &str, dims: &[usize], bytes: &[u8]) -> Result<Tensor<T>> {
+    let shape = crate::shape::Shape::new(dims)?;
+    if bytes.len() != shape.numel().saturating_mul(8) {
+        return Err(Error::CheckpointFormat {
+            reason: format!(
+                "tensor `{name}` holds {} bytes, its shape {shape} needs {}",
+                bytes.len(),
+                shape.numel().saturating_mul(8)
+            ),
+        });
+    }
+    let mut inexact = None;
+    let data = pool::try_collect(
+        "load_safetensors",
+        shape.numel(),
+        bytes.chunks_exact(8).map(|b| {
+            let mut le = [0u8; 8];
+            le.copy_from_slice(b);
+            let v = i64::from_le_bytes(le);
+            let t = T::from_f64(v as f64);
+            // Every integer up to 2⁵³ in magnitude is an exact f64; within that, exact in `T`
+            // iff it survives the round trip.
+            if v.unsigned_abs() > 1 << 53 || t.to_f64() as i64 != v {
+                inexact.get_or_insert(v);
+            }
+            t
+        }),
+    )?;
+    if let Some(v) = inexact {
+        return Err(Error::CheckpointDtype {
+            name: name.to_string(),
+            expected: T::DTYPE,
+            found: format!(
+                "I64 (holding {v}, which {} does not represent exactly)",
+                T::DTYPE
+            ),
+        });
+    }
+    Tensor::from_shape_vec(data, shape)
 }
 
 fn dtype_of<T: Float>() -> Dtype {

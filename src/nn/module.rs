@@ -257,6 +257,23 @@ pub trait Forward<T: Float>: Module<T> {
     fn forward<'t>(&self, cx: &mut Context<'_>, x: Var<'t, T>) -> Result<Var<'t, T>>;
 }
 
+/// A module whose input is integer ids (token ids, class ids) rather than a `Var`: an
+/// [`Embedding`](crate::nn::Embedding), or a language model that starts with one. Ids carry no
+/// tape, so the tape the output is recorded on is passed with them.
+///
+/// A second trait rather than a generic input type on [`Forward`]: `Forward` stays object-safe
+/// and unambiguous for `Sequential` (a `dyn Layer` chains `Var → Var`), and a model can implement
+/// both (`forward_ids` for the ids, `forward` for embedded inputs) without the caller naming which.
+pub trait ForwardIds<T: Float>: Module<T> {
+    /// Records the forward pass of `ids` on `tape`, in the context's mode.
+    fn forward_ids<'t>(
+        &self,
+        cx: &mut Context<'_>,
+        tape: &'t crate::Tape<T>,
+        ids: &crate::Indices,
+    ) -> Result<Var<'t, T>>;
+}
+
 /// A [`Forward`] module that a `Sequential` can own: cloneable behind a `Box`, sendable, and
 /// recoverable by its concrete type. Implemented for every `Forward + Clone + Send + Sync`
 /// module.
