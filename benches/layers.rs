@@ -55,7 +55,7 @@ fn step<M: Forward<f32>>(model: &M, x: &Tensor<f32>) {
     let y = model
         .forward(&mut Context::train_deterministic(), tape.leaf(x.clone()))
         .unwrap();
-    black_box(y.sum().unwrap().backward().unwrap());
+    let _ = black_box(y.sum().unwrap().backward().unwrap());
 }
 
 fn layers(c: &mut Criterion) {

@@ -271,7 +271,7 @@ fn check_steps<T: Dt, M: Case<T>>(g: &Golden, p: &str, model: &M) {
     while names.contains(&format!("{p}.steps.{i}")) {
         let tape = Tape::<T>::new();
         let x = tape.constant(T::read(g, &format!("{p}.steps.{i}")));
-        model
+        let _ = model
             .run(&mut Context::train_deterministic(), &tape, &[x])
             .unwrap();
         i += 1;
@@ -645,7 +645,8 @@ fn layers_are_clone_send_sync_and_clones_are_independent() {
     let copy = bn.clone();
     let tape = Tape::new();
     let x = tape.constant(Tensor::from_vec(vec![1.0, 2.0, 3.0, 6.0], &[2, 2]).unwrap());
-    copy.forward(&mut Context::train_deterministic(), x)
+    let _ = copy
+        .forward(&mut Context::train_deterministic(), x)
         .unwrap();
     assert_eq!(copy.num_batches_tracked().unwrap().value().data(), &[1.0]);
     assert_eq!(bn.num_batches_tracked().unwrap().value().data(), &[0.0]);
