@@ -78,6 +78,7 @@ mod shape;
 mod tape;
 mod tensor;
 mod threads;
+pub mod training;
 
 pub use bitmask::BitMask;
 pub use element::Float;
