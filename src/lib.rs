@@ -83,6 +83,7 @@ pub use grads::{Gradients, GraphGradients};
 pub use higher_order::{Hvp, hvp};
 pub use indices::{Index, Indices};
 pub use inspect::{BackwardTrace, TensorSummary, TraceStep};
+pub use inspect::TapeRow;
 pub use ops::{
     AttnMask, AvgPool2dOptions, Conv1dOptions, Conv2dOptions, IntoPair, Label, MaxPool2dOptions,
     NormOrd, RunningStats, dropout_scale, dropout_scale_in,
