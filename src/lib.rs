@@ -117,4 +117,8 @@ mod guide {
     struct Reliability;
     #[doc = include_str!("../docs/README.md")]
     struct Guide;
+    #[doc = include_str!("../docs/engine.md")]
+    struct Engine;
+    #[doc = include_str!("../docs/worked-example.md")]
+    struct WorkedExample;
 }
