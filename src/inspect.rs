@@ -146,7 +146,7 @@ impl<T: Float> Tape<T> {
     /// let grads = y.backward_with(BackwardOptions::new().trace(true).retain_graph(true))?;
     /// let dot = tape.to_dot_traced(grads.trace().expect("asked for"));
     /// // sum sent ones to mul_scalar; mul_scalar sent 2s to x: |(2, 2)| = 2.83.
-    /// assert!(dot.contains("n0 -> n1 [label=\"|g|=2.83\\n[+2, +2]\""), "{dot}");
+    /// assert!(dot.contains("n0 -> n1 [label=\"|g|=2.83\\n[+2.000, +2.000]\""), "{dot}");
     /// # Ok::<(), tapegrad::Error>(())
     /// ```
     pub fn to_dot_traced(&self, trace: &BackwardTrace) -> String {
