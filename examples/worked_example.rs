@@ -30,7 +30,9 @@ pub fn inputs() -> Result<[(&'static str, Tensor<f64>); 5]> {
         (
             "W2",
             Tensor::from_vec(
-                vec![0.3, -0.2, 0.5, -0.4, 0.6, 0.1, 0.2, 0.3, -0.5, 0.7, -0.1, 0.2],
+                vec![
+                    0.3, -0.2, 0.5, -0.4, 0.6, 0.1, 0.2, 0.3, -0.5, 0.7, -0.1, 0.2,
+                ],
                 &[4, 3],
             )?,
         ),
@@ -106,8 +108,16 @@ pub fn compute() -> Result<Worked> {
         ("G_b2", "Σ_rows G_S", grads.wrt(b2v)?.try_clone()?),
         ("G_W2", "D1ᵀ·G_S", grads.wrt(w2v)?.try_clone()?),
         ("G_D1", "G_S·W2ᵀ", grads.wrt(d1)?.try_clone()?),
-        ("G_H1", "m ⊙ G_D1 · s: dropout's rule", grads.wrt(h1)?.try_clone()?),
-        ("G_Z1", "G_H1 ⊙ [Z1 > 0]: relu's rule", grads.wrt(z1)?.try_clone()?),
+        (
+            "G_H1",
+            "m ⊙ G_D1 · s: dropout's rule",
+            grads.wrt(h1)?.try_clone()?,
+        ),
+        (
+            "G_Z1",
+            "G_H1 ⊙ [Z1 > 0]: relu's rule",
+            grads.wrt(z1)?.try_clone()?,
+        ),
         ("G_b1", "Σ_rows G_Z1", grads.wrt(b1v)?.try_clone()?),
         ("G_W1", "Xᵀ·G_Z1", grads.wrt(w1v)?.try_clone()?),
     ];

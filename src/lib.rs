@@ -82,8 +82,8 @@ pub use gradcheck::{GradcheckOptions, GradcheckReport, gradcheck, gradgradcheck}
 pub use grads::{Gradients, GraphGradients};
 pub use higher_order::{Hvp, hvp};
 pub use indices::{Index, Indices};
-pub use inspect::{BackwardTrace, TensorSummary, TraceStep};
 pub use inspect::TapeRow;
+pub use inspect::{BackwardTrace, TensorSummary, TraceStep};
 pub use ops::{
     AttnMask, AvgPool2dOptions, Conv1dOptions, Conv2dOptions, IntoPair, Label, MaxPool2dOptions,
     NormOrd, RunningStats, dropout_scale, dropout_scale_in,

@@ -106,14 +106,18 @@ fn the_engine_chapter_shows_the_real_source() {
     }
     // Every region marked in tape.rs is on the page.
     for name in anchors(&read("src/tape.rs")).keys() {
-        assert!(shown.contains(name), "anchor {name} is not shown in docs/engine.md");
+        assert!(
+            shown.contains(name),
+            "anchor {name} is not shown in docs/engine.md"
+        );
     }
     assert!(shown.len() >= 4, "{shown:?}");
 }
 
 #[test]
 fn anchors_are_found_and_dedented() {
-    let src = "fn a() {\n    // ANCHOR: x\n    let y = 1;\n        nested();\n    // ANCHOR_END: x\n}";
+    let src =
+        "fn a() {\n    // ANCHOR: x\n    let y = 1;\n        nested();\n    // ANCHOR_END: x\n}";
     assert_eq!(anchors(src)["x"], "let y = 1;\n    nested();");
 }
 
@@ -261,7 +265,10 @@ fn every_number_of_the_worked_example_follows_the_formulas() {
             assert!((got - want).abs() <= 1e-12, "{name}: {got} vs {want}");
         }
     }
-    assert_eq!(worked.mask, (0..n * h).map(|i| mask.get(i)).collect::<Vec<_>>());
+    assert_eq!(
+        worked.mask,
+        (0..n * h).map(|i| mask.get(i)).collect::<Vec<_>>()
+    );
     assert!((worked.loss - loss).abs() <= 1e-12);
     // The example is worth reading: the mask drops something in each row, and ReLU zeroes
     // something that dropout kept.
@@ -330,7 +337,11 @@ fn the_gradient_labelled_graph_figure_is_current() {
     // Each edge carries the gradient shown on the page: the one into log_softmax is G_S.
     let g_s = &worked.values.iter().find(|v| v.0 == "G_S").unwrap().2;
     let first = format!("{:+.3}", g_s.data()[0]);
-    assert!(worked.dot.contains(&format!("[{first}, ")), "{}", worked.dot);
+    assert!(
+        worked.dot.contains(&format!("[{first}, ")),
+        "{}",
+        worked.dot
+    );
 }
 
 #[test]
