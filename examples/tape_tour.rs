@@ -1,6 +1,9 @@
 //! A tour inside one training step of the lesson's model: what the tape recorded, what dropout
 //! saved, what flowed backward, a gradient check of the whole step, and the graph in DOT.
 //!
+//! Symbols as in the guide's notation table (`docs/README.md`): Z1 = X·W1 + b1, H1 = relu(Z1),
+//! D1 = m ⊙ H1 · s, S = D1·W2 + b2. In the trace, `|·|` is the L2 norm √Σx² of a gradient.
+//!
 //! Run: `cargo run --release --example tape_tour`
 //! To draw the graph: `cargo run --release --example tape_tour -- --dot > lesson.dot && dot -Tsvg lesson.dot -o lesson.svg`
 //! (`scripts/figures.sh` does this for `docs/img/lesson_graph.svg`; `tests/guide.rs` fails when the
