@@ -228,6 +228,8 @@ impl<T: Float> Tape<T> {
     }
 
     /// The tape as rows, one per node, in the order they were recorded: what `Display` prints.
+    ///
+    /// PyTorch has no equivalent table; the nearest is walking `loss.grad_fn.next_functions`.
     pub fn rows(&self) -> Vec<TapeRow> {
         let nodes = self.nodes.borrow();
         nodes
