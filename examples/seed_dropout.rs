@@ -2,6 +2,11 @@
 //! tape, from the same seed, side by side. Both draw the same dropout masks, so they follow the
 //! same trajectory; the last line reports how far apart their gradients ever were.
 //!
+//! The training lines' `acc` is measured inside the step, with that step's dropout mask; the
+//! `[eval]` line runs the full network with dropout off, which is why it is higher (0.875 against
+//! 1.000 at the end): see `docs/dropout.md`. Symbols as in the guide's notation table
+//! (`docs/README.md`); `max |…|` is over every gradient entry and every step.
+//!
 //! Run: `cargo run --release --example seed_dropout`
 
 use rand::SeedableRng;

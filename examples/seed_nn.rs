@@ -1,6 +1,8 @@
 //! The lesson's second program: the same task with layers, a loss module and an optimizer, the way
 //! it is written with PyTorch's `nn.Sequential` + `nn.Dropout` + autograd.
 //!
+//! The model is the guide's (notation table in `docs/README.md`): X → Z1 → H1 → D1 → S → L.
+//!
 //! Run: `cargo run --release --example seed_nn` (add `-- --save model.safetensors` to write the
 //! trained parameters; `tests/golden/load_in_pytorch.py` loads such a file into PyTorch).
 

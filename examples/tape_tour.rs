@@ -1,8 +1,13 @@
 //! A tour inside one training step of the lesson's model: what the tape recorded, what dropout
 //! saved, what flowed backward, a gradient check of the whole step, and the graph in DOT.
 //!
+//! Symbols as in the guide's notation table (`docs/README.md`): Z1 = X·W1 + b1, H1 = relu(Z1),
+//! D1 = m ⊙ H1 · s, S = D1·W2 + b2. In the trace, `|·|` is the L2 norm √Σx² of a gradient.
+//!
 //! Run: `cargo run --release --example tape_tour`
 //! To draw the graph: `cargo run --release --example tape_tour -- --dot > lesson.dot && dot -Tsvg lesson.dot -o lesson.svg`
+//! (`scripts/figures.sh` does this for `docs/img/lesson_graph.svg`; `tests/guide.rs` fails when the
+//! committed figure is stale).
 
 use rand::SeedableRng;
 use rand_pcg::Pcg64;
@@ -25,6 +30,27 @@ fn forward<'t>(
     Ok((loss, hidden))
 }
 
+/// The lesson's step as recorded, in Graphviz DOT (before backward: the saved state is shown).
+pub fn lesson_dot() -> Result<String> {
+    let (data, weights) = LessonConfig::default().generate::<f64>()?;
+    let params = [
+        Param::new("W1", weights.w1),
+        Param::new("b1", weights.b1),
+        Param::new("W2", weights.w2),
+        Param::new("b2", weights.b2),
+    ];
+    let tape = Tape::new();
+    let w = [0, 1, 2, 3].map(|i| tape.param(&params[i]));
+    forward(
+        tape.constant(data.x),
+        w,
+        &data.labels,
+        &mut Pcg64::seed_from_u64(MASK_SEED),
+    )?;
+    Ok(tape.to_dot())
+}
+
+#[allow(dead_code)] // `tests/guide.rs` includes this file for `lesson_dot` only
 fn main() -> Result<()> {
     let dot_only = std::env::args().any(|a| a == "--dot");
     let (data, weights) = LessonConfig::default().generate::<f64>()?;
@@ -40,7 +66,7 @@ fn main() -> Result<()> {
     let w = [0, 1, 2, 3].map(|i| tape.param(&params[i]));
     let (loss, dropped) = forward(x, w, &data.labels, &mut Pcg64::seed_from_u64(MASK_SEED))?;
     if dot_only {
-        print!("{}", tape.to_dot());
+        print!("{}", lesson_dot()?);
         return Ok(());
     }
 

@@ -87,6 +87,7 @@ pub use gradcheck::{GradcheckOptions, GradcheckReport, gradcheck, gradgradcheck}
 pub use grads::{Gradients, GraphGradients};
 pub use higher_order::{Hvp, hvp};
 pub use indices::{Index, Indices};
+pub use inspect::TapeRow;
 pub use inspect::{BackwardTrace, TensorSummary, TraceStep};
 pub use ops::{
     AttnMask, AvgPool2dOptions, Conv1dOptions, Conv2dOptions, IntoPair, Label, MaxPool2dOptions,
@@ -129,4 +130,8 @@ mod guide {
     struct OptimGuide;
     #[doc = include_str!("../docs/layers.md")]
     struct Layers;
+    #[doc = include_str!("../docs/engine.md")]
+    struct Engine;
+    #[doc = include_str!("../docs/worked-example.md")]
+    struct WorkedExample;
 }

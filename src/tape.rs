@@ -48,6 +48,7 @@ pub enum NodeKind {
     Op,
 }
 
+// ANCHOR: node
 pub(crate) struct Node<T: Float> {
     pub(crate) value: Arc<Tensor<T>>,
     pub(crate) inputs: SmallVec<[NodeId; 2]>,
@@ -60,6 +61,7 @@ pub(crate) struct Node<T: Float> {
     /// A parameter's name, for inspection.
     pub(crate) label: Option<Box<str>>,
 }
+// ANCHOR_END: node
 
 /// An append-only record of one forward pass. Make one per training step.
 ///
@@ -248,6 +250,7 @@ impl<T: Float> Tape<T> {
         Var { id, tape: self }
     }
 
+    // ANCHOR: record
     /// Records the output of an op. The backward rule is built (and its state saved) only when some
     /// input requires a gradient.
     pub(crate) fn record<B: Backward<T>>(
@@ -273,6 +276,7 @@ impl<T: Float> Tape<T> {
             label: None,
         })
     }
+    // ANCHOR_END: record
 
     /// Records the output of a user-defined op with its backward rule: the way to extend the
     /// engine without touching it (see `docs/custom-op.md`). Fails if an input is from another tape.
@@ -323,6 +327,7 @@ impl<T: Float> Tape<T> {
         Ok(WalkGuard { tape: self })
     }
 
+    // ANCHOR: rule_of
     /// What a node's rule needs, copied out of the arena so that no borrow of it is held while
     /// the rule runs (a rule may record on this very tape).
     fn rule_of(&self, id: usize) -> Option<Rule<T>> {
@@ -346,7 +351,9 @@ impl<T: Float> Tape<T> {
             output: Arc::clone(&node.value),
         })
     }
+    // ANCHOR_END: rule_of
 
+    // ANCHOR: backward
     /// The reverse walk of a first-order backward pass, on plain tensors.
     fn run_backward(
         &self,
@@ -416,6 +423,7 @@ impl<T: Float> Tape<T> {
         }
         Ok(Gradients::new(self.id, grads, self.params.borrow().clone()).with_trace(trace))
     }
+    // ANCHOR_END: backward
 
     /// The reverse walk with every backward rule itself recorded on this tape, so that the
     /// gradients are `Var`s that can be differentiated again.
