@@ -137,7 +137,13 @@ fn check<T: Float>(dist: &Distributed, per_rank: usize) -> Result<f64> {
         ..Default::default()
     };
     let dims = [64, 256, 256, 10];
-    let steps_per_epoch = (n / world) / per_rank;
+    let steps_per_epoch = (n / world) / per_rank.max(1);
+    if steps_per_epoch == 0 {
+        return Err(Error::InvalidArgument {
+            op: "ddp --check",
+            reason: format!("batch {per_rank} x {world} ranks exceeds the {n} training samples"),
+        });
+    }
 
     // Distributed: each rank its shard, gradients averaged.
     let model = mlp::<T>(&dims, 0.0, INIT_SEED)?;
@@ -178,6 +184,12 @@ fn check<T: Float>(dist: &Distributed, per_rank: usize) -> Result<f64> {
 fn train(dist: &Distributed, args: &Args) -> Result<()> {
     let epochs: u64 = args.value("--epochs", 20)?;
     let per_rank: usize = args.value("--batch", 32)?;
+    if per_rank == 0 {
+        return Err(Error::InvalidArgument {
+            op: "ddp example",
+            reason: "--batch must be at least 1".into(),
+        });
+    }
     let p: f64 = args.value("--dropout", 0.5)?;
     let seed: u64 = args.value("--seed", 0)?;
     let path: String = args.value(

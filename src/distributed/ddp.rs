@@ -108,9 +108,9 @@ impl BucketLayout {
 /// Settings of [`DistributedDataParallel`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DdpOptions {
-    /// Bytes per all-reduce bucket (default 25 MiB, PyTorch's `bucket_cap_mb=25`). Results do not
-    /// depend on it bit for bit only if MPI's sum is exact, so it is part of the layout every rank
-    /// must agree on.
+    /// Bytes per all-reduce bucket (default 25 MiB, PyTorch's `bucket_cap_mb=25`). Part of the
+    /// layout every rank must agree on; with more than 2 ranks another bucket size may change the
+    /// last bits of the sums (MPI chooses its all-reduce algorithm by message size).
     pub bucket_bytes: usize,
 }
 

@@ -348,14 +348,18 @@ impl Distributed {
 
     /// Makes a panic on any thread of this process abort the whole job (after the usual panic
     /// message, and a line naming the rank), instead of leaving the other ranks waiting in a
-    /// collective forever. Call it once, right after [`init`].
+    /// collective forever. Call it once, right after [`init`]. In a local world (no MPI) there is
+    /// no one to wait, and panics are left as they are.
     pub fn install_panic_abort(&self) {
-        let (rank, size, mpi) = (self.rank, self.size, self.is_mpi());
+        if !self.is_mpi() {
+            return;
+        }
+        let (rank, size) = (self.rank, self.size);
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
             previous(info);
             eprintln!("rank {rank} of {size}: panicked; aborting all ranks");
-            if mpi && mpi::environment::is_initialized() && !mpi::environment::is_finalized() {
+            if mpi::environment::is_initialized() && !mpi::environment::is_finalized() {
                 SimpleCommunicator::world().abort(101);
             }
             std::process::abort();
