@@ -424,14 +424,6 @@ pub(crate) fn effective_grad<'g, T: Float>(
     Ok(Cow::Owned(g))
 }
 
-/// The tensor of a `Cow`, copied through the fallible path if borrowed.
-pub(crate) fn owned<T: Float>(t: std::borrow::Cow<'_, Tensor<T>>) -> Result<Tensor<T>> {
-    match t {
-        std::borrow::Cow::Borrowed(t) => t.try_clone(),
-        std::borrow::Cow::Owned(t) => Ok(t),
-    }
-}
-
 /// PyTorch's CPU `lerp(start, end, weight)`: `start + w·(end − start)` for |w| < 0.5, else
 /// `end − (end − start)·(1 − w)` (the two forms keep the ends exact).
 #[inline]

@@ -3,7 +3,7 @@
 use super::state::{self, Hyper, Meta, fmt_f64};
 use super::{
     GradSource, Group, IntoGroups, Optimizer, SlotState, build_groups, check_hyper, check_lr,
-    check_nonneg, check_shape, check_state, effective_grad, group_params, lr_groups, owned,
+    check_nonneg, check_shape, check_state, effective_grad, group_params, lr_groups,
 };
 use crate::element::Float;
 use crate::error::Result;
@@ -183,13 +183,8 @@ impl<T: Float> Optimizer<T> for Sgd<T> {
                     });
                     continue;
                 }
-                let mut g = owned(effective_grad(
-                    grad,
-                    &slot.param,
-                    c.maximize,
-                    group.weight_decay,
-                )?)?;
-                match &mut slot.state {
+                let g = effective_grad(grad, &slot.param, c.maximize, group.weight_decay)?;
+                let state = match &mut slot.state {
                     Some(state) => {
                         // SGD with momentum keeps exactly one buffer (`buffers()`).
                         let buf = &mut state.buffers[0];
@@ -198,27 +193,24 @@ impl<T: Float> Optimizer<T> for Sgd<T> {
                             *b = momentum * *b + damp * gi;
                         }
                         state.step += 1;
+                        state
                     }
-                    None => {
-                        slot.state = Some(SlotState {
-                            step: 1,
-                            buffers: vec![g.try_clone()?],
-                        })
-                    }
-                }
-                if let Some(state) = &slot.state {
-                    let buf = &state.buffers[0];
+                    empty @ None => empty.insert(SlotState {
+                        step: 1,
+                        buffers: vec![g.try_clone()?],
+                    }),
+                };
+                let buf = state.buffers[0].data();
+                slot.param.update(|p| {
                     if c.nesterov {
-                        for (gi, &b) in g.data_mut().iter_mut().zip(buf.data()) {
-                            *gi += momentum * b;
+                        // g ← g + μb, θ ← θ − lr·g, without materialising g.
+                        for ((p, &gi), &b) in p.data_mut().iter_mut().zip(g.data()).zip(buf) {
+                            *p -= lr * (gi + momentum * b);
                         }
                     } else {
-                        g.data_mut().copy_from_slice(buf.data());
-                    }
-                }
-                slot.param.update(|p| {
-                    for (p, &gi) in p.data_mut().iter_mut().zip(g.data()) {
-                        *p -= lr * gi;
+                        for (p, &b) in p.data_mut().iter_mut().zip(buf) {
+                            *p -= lr * b;
+                        }
                     }
                 });
             }
