@@ -177,7 +177,7 @@ impl fmt::Display for ModuleReport {
             };
             write!(
                 f,
-                "  {:width$}  {:12}  {:4}  {:14}  {:>13.6e}  {:>13.6e}  {:>9.3}  {}",
+                "  {:width$}  {:12}  {:4}  {:14}  {:>13.6e}  {:>13.6e}  {:>9.2e}  {}",
                 p.name,
                 format!("{:?}", p.dims),
                 if p.full { "full" } else { "fast" },

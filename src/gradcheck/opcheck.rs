@@ -226,7 +226,7 @@ impl fmt::Display for OpReport {
             write!(f, "  {shapes:28}")?;
             for name in names {
                 match case.checks.iter().find(|c| c.name == name) {
-                    Some(c) if c.passed => write!(f, " {:>12}", format!("ok {:.2}", c.ratio))?,
+                    Some(c) if c.passed => write!(f, " {:>12}", format!("ok {:.1e}", c.ratio))?,
                     Some(c) => write!(f, " {:>12}", format!("FAIL {:.1e}", c.ratio))?,
                     None => write!(f, " {:>12}", "-")?,
                 }
@@ -485,15 +485,26 @@ fn from_gradcheck(name: &'static str, result: Result<GradcheckReport>) -> Result
             });
         }
     };
-    let ratio = report
-        .inputs
-        .iter()
-        .filter_map(|c| c.worst.as_ref())
-        .map(|w| {
-            let e = (w.analytic - w.numeric).abs() / (report.atol + report.rtol * w.numeric.abs());
-            if e.is_nan() { f64::INFINITY } else { e }
-        })
-        .fold(0.0, f64::max);
+    let entry_ratio = |a: f64, n: f64| {
+        let e = (a - n).abs() / (report.atol + report.rtol * n.abs());
+        if e.is_nan() { f64::INFINITY } else { e }
+    };
+    // The largest ratio over every Jacobian entry (full mode), else over the worst entries.
+    let ratio = if report.jacobians.is_empty() {
+        report
+            .inputs
+            .iter()
+            .filter_map(|c| c.worst.as_ref())
+            .map(|w| entry_ratio(w.analytic, w.numeric))
+            .fold(0.0, f64::max)
+    } else {
+        report
+            .jacobians
+            .iter()
+            .flat_map(|j| j.analytic.iter().zip(&j.numeric))
+            .map(|(&a, &n)| entry_ratio(a, n))
+            .fold(0.0, f64::max)
+    };
     Ok(OpCheck {
         name,
         passed,
