@@ -24,7 +24,11 @@ impl Backward<f64> for TransposedMatmul {
         let dw = x.t_matmul(g)?.transpose(0, 1)?; // the bug: should be xᵀ·g
         Ok([Some(g.matmul_t(w)?), Some(dw)].into_iter().collect())
     }
-    fn backward_graph<'t>(&self, cx: &GraphCx<'t, f64>, g: Var<'t, f64>) -> Result<InputVars<'t, f64>> {
+    fn backward_graph<'t>(
+        &self,
+        cx: &GraphCx<'t, f64>,
+        g: Var<'t, f64>,
+    ) -> Result<InputVars<'t, f64>> {
         let (x, w) = (cx.input(0), cx.input(1));
         Ok([Some(g.matmul(w.t()?)?), Some(x.t()?.matmul(g)?.t()?)]
             .into_iter()
@@ -35,12 +39,20 @@ impl Backward<f64> for TransposedMatmul {
 fn main() -> Result<()> {
     println!("== gradcheck with the kink diagnosis ==");
     let x = Tensor::from_vec(vec![2e-7, 1.5, -0.8], &[3])?;
-    let report = gradcheck(|_, v, _| v[0].relu()?.sum(), &[x], &GradcheckOptions::default())?;
+    let report = gradcheck(
+        |_, v, _| v[0].relu()?.sum(),
+        &[x],
+        &GradcheckOptions::default(),
+    )?;
     println!("{report}");
 
     println!("== a badly scaled input: fixed step against the step sweep ==");
     let x = Tensor::from_vec(vec![1e12], &[1])?;
-    fn f<'t>(_: &'t tapegrad::Tape<f64>, v: &[Var<'t, f64>], _: &mut Pcg64) -> Result<Var<'t, f64>> {
+    fn f<'t>(
+        _: &'t tapegrad::Tape<f64>,
+        v: &[Var<'t, f64>],
+        _: &mut Pcg64,
+    ) -> Result<Var<'t, f64>> {
         v[0].mul_scalar(1e-12)?.sin()?.mul_scalar(1e12)?.sum()
     }
     match gradcheck(f, std::slice::from_ref(&x), &GradcheckOptions::default()) {
@@ -56,12 +68,22 @@ fn main() -> Result<()> {
     println!("== functional ==");
     let x = Tensor::from_vec(vec![0.5, -1.0], &[2])?;
     let w = Tensor::from_vec(vec![1.0, 2.0, -0.5, 0.3, 0.0, 1.5], &[2, 3])?;
-    let j = jacobian(|_, v| Ok(vec![v[0].matmul(v[1])?.tanh()?]), &[x.clone(), w.clone()])?;
+    let j = jacobian(
+        |_, v| Ok(vec![v[0].matmul(v[1])?.tanh()?]),
+        &[x.clone(), w.clone()],
+    )?;
     println!("J wrt x {:?}: {:.4?}", j[0][0].dims(), j[0][0].data());
-    let h = hessian(|_, v| Ok(vec![v[0].mul(v[0])?.mul(v[0])?.sum()?]), &[x.clone()])?;
+    let h = hessian(
+        |_, v| Ok(vec![v[0].mul(v[0])?.mul(v[0])?.sum()?]),
+        std::slice::from_ref(&x),
+    )?;
     println!("H {:?}: {:?}", h[0][0].dims(), h[0][0].data());
     let u = Tensor::from_vec(vec![1.0, 0.0, -1.0], &[3])?;
-    let (_, vj) = vjp(|_, v| Ok(vec![v[0].matmul(v[1])?]), &[x.clone(), w.clone()], &[u])?;
+    let (_, vj) = vjp(
+        |_, v| Ok(vec![v[0].matmul(v[1])?]),
+        &[x.clone(), w.clone()],
+        &[u],
+    )?;
     println!("vjp: {:?} {:?}", vj[0].data(), vj[1].data());
     let dx = Tensor::from_vec(vec![1.0, 0.0], &[2])?;
     let dw = Tensor::zeros(&[2, 3])?;
@@ -137,7 +159,10 @@ fn main() -> Result<()> {
         panic!("the planted bug passed");
     };
     println!("{report}");
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/img/gradcheck-heatmap.svg");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/img/gradcheck-heatmap.svg"
+    );
     std::fs::write(path, report.heatmap_svg()?).map_err(|e| Error::InvalidArgument {
         op: "gradcheck_guide",
         reason: e.to_string(),

@@ -19,12 +19,19 @@ use crate::kernels::pool;
 use crate::tape::{BackwardOptions, Tape, Var};
 use crate::tensor::Tensor;
 
+/// What [`vjp`] and [`jvp`] return: the outputs of the function, and the product (one tensor per
+/// input for `vjp`, per output for `jvp`) — PyTorch's `(func_output, vjp)` / `(func_output, jvp)`.
+pub type WithOutputs<T> = (Vec<Tensor<T>>, Vec<Tensor<T>>);
+
+/// The recorded inputs and outputs of a function.
+type Recorded<'t, T> = (Vec<Var<'t, T>>, Vec<Var<'t, T>>);
+
 /// Records `f` on `tape` from leaves holding `inputs`.
 fn record<'t, T: Float, F>(
     tape: &'t Tape<T>,
     f: &F,
     inputs: &[Tensor<T>],
-) -> Result<(Vec<Var<'t, T>>, Vec<Var<'t, T>>)>
+) -> Result<Recorded<'t, T>>
 where
     F: for<'s> Fn(&'s Tape<T>, &[Var<'s, T>]) -> Result<Vec<Var<'s, T>>>,
 {
@@ -90,11 +97,7 @@ fn accumulate<T: Float>(acc: &mut Tensor<T>, g: &Tensor<T>) -> Result<()> {
 /// assert_eq!(grads[0].data(), &[2.0, -2.0]);
 /// # Ok::<(), tapegrad::Error>(())
 /// ```
-pub fn vjp<T: Float, F>(
-    f: F,
-    inputs: &[Tensor<T>],
-    v: &[Tensor<T>],
-) -> Result<(Vec<Tensor<T>>, Vec<Tensor<T>>)>
+pub fn vjp<T: Float, F>(f: F, inputs: &[Tensor<T>], v: &[Tensor<T>]) -> Result<WithOutputs<T>>
 where
     F: for<'t> Fn(&'t Tape<T>, &[Var<'t, T>]) -> Result<Vec<Var<'t, T>>>,
 {
@@ -142,11 +145,7 @@ where
 /// assert_eq!(jv[0].data(), &[3.0, 3.0]);
 /// # Ok::<(), tapegrad::Error>(())
 /// ```
-pub fn jvp<T: Float, F>(
-    f: F,
-    inputs: &[Tensor<T>],
-    v: &[Tensor<T>],
-) -> Result<(Vec<Tensor<T>>, Vec<Tensor<T>>)>
+pub fn jvp<T: Float, F>(f: F, inputs: &[Tensor<T>], v: &[Tensor<T>]) -> Result<WithOutputs<T>>
 where
     F: for<'t> Fn(&'t Tape<T>, &[Var<'t, T>]) -> Result<Vec<Var<'t, T>>>,
 {
@@ -308,7 +307,8 @@ where
             for a in 0..n {
                 let mut seed = Tensor::full_shape(g.shape(), T::ZERO)?;
                 seed.data_mut()[a] = T::ONE;
-                let second = g.backward_with(BackwardOptions::new().seed(seed).retain_graph(true))?;
+                let second =
+                    g.backward_with(BackwardOptions::new().seed(seed).retain_graph(true))?;
                 for (l, &xl) in vars.iter().enumerate() {
                     if let Some(h) = second.get(xl) {
                         let m = h.numel();

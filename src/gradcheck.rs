@@ -33,7 +33,8 @@ mod opcheck;
 mod render;
 
 pub use manual::{
-    Culprit, ManualCheckOptions, ManualEntry, ManualReport, ManualTensorCheck, check_manual_gradients,
+    Culprit, ManualCheckOptions, ManualEntry, ManualReport, ManualTensorCheck,
+    check_manual_gradients,
 };
 pub use module::{ModuleCheckOptions, ModuleReport, ParamCheck, ToF64, gradcheck_module};
 pub use numeric::Difference;
@@ -246,11 +247,7 @@ impl fmt::Display for GradcheckReport {
                 c.max_rel_err
             )?;
             if c.max_numeric_error > 0.0 {
-                write!(
-                    f,
-                    " | numeric estimate err <= {:.1e}",
-                    c.max_numeric_error
-                )?;
+                write!(f, " | numeric estimate err <= {:.1e}", c.max_numeric_error)?;
             }
             if let (false, Some(w)) = (c.passed, &c.worst) {
                 let abs = (w.analytic - w.numeric).abs();
@@ -395,7 +392,7 @@ where
     let mut report = empty_report(inputs.len(), options);
     for (k, input) in inputs.iter().enumerate() {
         let n = input.numel();
-        let rows = if n == 0 { 0 } else { analytic[k].len() / n };
+        let rows = analytic[k].len().checked_div(n).unwrap_or(0);
         let mut numeric_jacobian = vec![0.0; rows * n];
         let mut check = InputCheck {
             input: k,

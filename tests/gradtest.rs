@@ -173,25 +173,25 @@ fn functional_derivatives_validate_their_arguments() {
     // v of the wrong shape or count.
     let bad = Tensor::from_vec(vec![1.0, 2.0, 3.0], &[3]).unwrap();
     assert!(matches!(
-        vjp(f, &[x.clone()], std::slice::from_ref(&bad)),
+        vjp(f, std::slice::from_ref(&x), std::slice::from_ref(&bad)),
         Err(Error::ShapeMismatch { op: "vjp", .. })
     ));
     assert!(matches!(
-        jvp(f, &[x.clone()], &[]),
+        jvp(f, std::slice::from_ref(&x), &[]),
         Err(Error::ArgumentCount { op: "jvp", .. })
     ));
     // The Hessian of a non-scalar function.
     assert!(matches!(
-        hessian(f, &[x.clone()]),
+        hessian(f, std::slice::from_ref(&x)),
         Err(Error::NonScalarLoss { .. })
     ));
     // An output that does not depend on the inputs: zero derivatives, as PyTorch gives
     // (with strict=False).
     let constant = fun(|t: &Tape<f64>, _| Ok(vec![t.constant(Tensor::ones(&[3])?)]));
-    let j = jacobian(constant, &[x.clone()]).unwrap();
+    let j = jacobian(constant, std::slice::from_ref(&x)).unwrap();
     assert_eq!(j[0][0].dims(), &[3, 2]);
     assert!(j[0][0].data().iter().all(|&v| v == 0.0));
-    let (_, jv) = jvp(constant, &[x.clone()], &[x]).unwrap();
+    let (_, jv) = jvp(constant, std::slice::from_ref(&x), std::slice::from_ref(&x)).unwrap();
     assert_eq!(jv[0].data(), &[0.0; 3]);
 }
 
@@ -352,9 +352,15 @@ impl OpUnderTest for BroadcastMul {
         true
     }
     fn forward<'t, T: Float>(&self, x: &[Var<'t, T>]) -> Result<Var<'t, T>> {
-        let value = x[0].value().zip_map(&x[1].value(), "broadcast_mul", |a, b| a * b)?;
-        x[0].tape()
-            .push_op("broadcast_mul", value, &[x[0], x[1]], MulBackward { rule: self.rule })
+        let value = x[0]
+            .value()
+            .zip_map(&x[1].value(), "broadcast_mul", |a, b| a * b)?;
+        x[0].tape().push_op(
+            "broadcast_mul",
+            value,
+            &[x[0], x[1]],
+            MulBackward { rule: self.rule },
+        )
     }
 }
 
@@ -413,9 +419,11 @@ impl<T: Float> Backward<T> for PlantedDropoutBackward {
     }
 
     fn backward_graph<'t>(&self, _: &GraphCx<'t, T>, g: Var<'t, T>) -> Result<InputVars<'t, T>> {
-        Ok([Some(g.dropout_with_mask(&self.mask, 1.0 - 1.0 / self.scale)?)]
-            .into_iter()
-            .collect())
+        Ok([Some(
+            g.dropout_with_mask(&self.mask, 1.0 - 1.0 / self.scale)?,
+        )]
+        .into_iter()
+        .collect())
     }
 }
 
@@ -469,7 +477,7 @@ fn the_fourth_order_scheme_passes_where_the_central_one_is_too_coarse() {
         scheme,
         ..GradcheckOptions::default()
     };
-    assert!(gradcheck(f, &[x.clone()], &coarse(Difference::Central)).is_err());
+    assert!(gradcheck(f, std::slice::from_ref(&x), &coarse(Difference::Central)).is_err());
     let report = gradcheck(f, &[x], &coarse(Difference::Central4)).unwrap();
     assert!(report.inputs[0].max_rel_err < 1e-6, "{report}");
 }
@@ -480,7 +488,7 @@ fn the_step_sweep_diagnoses_a_badly_scaled_input_the_fixed_step_reports_as_a_fai
     // f64 numbers near 1e12 (1.2e-4), so x ± ε rounds to x and the central difference is 0.
     let x = Tensor::from_vec(vec![1e12], &[1]).unwrap();
     let f = checked(|_, v, _| v[0].mul_scalar(1e-12)?.sin()?.mul_scalar(1e12)?.sum());
-    let fixed = gradcheck(f, &[x.clone()], &GradcheckOptions::default());
+    let fixed = gradcheck(f, std::slice::from_ref(&x), &GradcheckOptions::default());
     assert!(matches!(fixed, Err(Error::GradcheckFailed(_))));
     let auto = GradcheckOptions {
         scheme: Difference::Auto,
@@ -507,7 +515,11 @@ fn an_input_within_eps_of_a_kink_is_diagnosed_not_failed() {
     assert_eq!(kinks.len(), 1, "{report}");
     assert_eq!(kinks[0].input_index, [0]);
     assert!(kinks[0].left.abs() < 1e-9 && (kinks[0].right - 1.0).abs() < 1e-9);
-    assert!((kinks[0].offset + 2e-7).abs() < 1e-10, "{}", kinks[0].offset);
+    assert!(
+        (kinks[0].offset + 2e-7).abs() < 1e-10,
+        "{}",
+        kinks[0].offset
+    );
     assert!(report.to_string().contains("kink within eps"), "{report}");
     // With the diagnosis off, the same check fails, as PyTorch's does.
     let strict = GradcheckOptions {
@@ -558,12 +570,18 @@ fn reports_render_as_json_and_as_an_svg_heat_map() {
     let json: serde_json::Value = serde_json::from_str(&report.to_json_string()).unwrap();
     assert_eq!(json["passed"], false);
     assert_eq!(json["inputs"][0]["passed"], false);
-    assert_eq!(json["inputs"][0]["worst"]["input_index"], serde_json::json!([1, 0]));
+    assert_eq!(
+        json["inputs"][0]["worst"]["input_index"],
+        serde_json::json!([1, 0])
+    );
     // |2.1 − 4.2| / (1e-5 + 1e-3·4.2)
     let ratio = json["inputs"][0]["worst"]["ratio"].as_f64().unwrap();
     assert!((ratio - 2.1 / (1e-5 + 4.2e-3)).abs() < 1e-3, "{ratio}");
     let jac = &json["jacobians"][0];
-    assert_eq!((jac["rows"].as_u64(), jac["cols"].as_u64()), (Some(4), Some(4)));
+    assert_eq!(
+        (jac["rows"].as_u64(), jac["cols"].as_u64()),
+        (Some(4), Some(4))
+    );
     // The analytic Jacobian is diag(x) (factor 2 missing), the numeric one diag(2x).
     assert!((jac["analytic"][0].as_f64().unwrap() - 0.7).abs() < 1e-12);
     assert!((jac["numeric"][0].as_f64().unwrap() - 1.4).abs() < 1e-6);
@@ -582,7 +600,10 @@ fn reports_render_as_json_and_as_an_svg_heat_map() {
     let report = square_gradcheck(Rule::Right, &fast).unwrap();
     assert!(matches!(
         report.heatmap_svg(),
-        Err(Error::InvalidArgument { op: "heatmap_svg", .. })
+        Err(Error::InvalidArgument {
+            op: "heatmap_svg",
+            ..
+        })
     ));
     assert_eq!(report.to_json()["fast"], true);
 }
@@ -713,7 +734,11 @@ impl<T: Float> Forward<T> for Planted<T> {
         };
         let mut value = h.value().try_clone()?;
         for (i, v) in value.data_mut().iter_mut().enumerate() {
-            *v = if mask.get(i) { *v * T::from_f64(2.0) } else { T::ZERO };
+            *v = if mask.get(i) {
+                *v * T::from_f64(2.0)
+            } else {
+                T::ZERO
+            };
         }
         let h = tape.push_op(
             "planted_dropout",
@@ -796,8 +821,8 @@ fn the_model_checker_catches_a_dropout_mask_not_reused_in_backward() {
 fn a_sequential_with_an_unknown_layer_cannot_be_converted() {
     let model = Sequential::<f32>::new().push(planted_model(Rule::Right, false));
     let x = Tensor::<f32>::zeros(&[1, 3]).unwrap();
-    let err = gradcheck_module(&model, &x, |y| y.sum(), &ModuleCheckOptions::default())
-        .unwrap_err();
+    let err =
+        gradcheck_module(&model, &x, |y| y.sum(), &ModuleCheckOptions::default()).unwrap_err();
     assert!(
         matches!(&err, Error::InvalidArgument { op: "to_f64", reason } if reason.contains("layer 0")),
         "{err}"
@@ -811,6 +836,16 @@ fn a_sequential_with_an_unknown_layer_cannot_be_converted() {
 // loss = Σ S² / N. By hand: dS = 2S/N, dW2 = Hdᵀ·dS, dHd = dS·W2ᵀ, dH = m ⊙ dHd · 2,
 // dZ = dH ⊙ [Z > 0], dW1 = Xᵀ·dZ, db1 = Σ_rows dZ.
 
+/// A loss and its gradients, as the hand-derived function returns them.
+type LossAndGrads = (f64, Vec<Tensor<f64>>);
+/// A planted bug, whether the mask is redrawn, the gradients that must fail, those that must pass.
+type BugCase = (
+    Option<Rule>,
+    bool,
+    &'static [&'static str],
+    &'static [&'static str],
+);
+
 const N: usize = 6;
 const D: usize = 3;
 const H: usize = 4;
@@ -819,20 +854,27 @@ fn data_x() -> Tensor<f64> {
     Tensor::normal(&[N, D], 0.0, 1.0, &mut Pcg64::seed_from_u64(11)).unwrap()
 }
 
-fn manual(bug: Option<Rule>, mask_bug: bool) -> impl Fn(&[Tensor<f64>], &mut Pcg64) -> Result<(f64, Vec<Tensor<f64>>)> {
+fn manual(
+    bug: Option<Rule>,
+    mask_bug: bool,
+) -> impl Fn(&[Tensor<f64>], &mut Pcg64) -> Result<LossAndGrads> {
     move |p, rng| {
         let x = data_x();
         let (x, w1, b1, w2) = (x.data(), p[0].data(), p[1].data(), p[2].data());
         let mask = BitMask::dropout(N * H, 0.5, rng)?;
-        let mut z = vec![0.0; N * H];
-        let mut hd = vec![0.0; N * H];
+        let mut z = [0.0; N * H];
+        let mut hd = [0.0; N * H];
         for i in 0..N {
             for j in 0..H {
                 z[i * H + j] = b1[j] + (0..D).map(|q| x[i * D + q] * w1[q * H + j]).sum::<f64>();
-                hd[i * H + j] = if mask.get(i * H + j) { 2.0 * z[i * H + j].max(0.0) } else { 0.0 };
+                hd[i * H + j] = if mask.get(i * H + j) {
+                    2.0 * z[i * H + j].max(0.0)
+                } else {
+                    0.0
+                };
             }
         }
-        let mut s = vec![0.0; N * H];
+        let mut s = [0.0; N * H];
         for i in 0..N {
             for c in 0..H {
                 s[i * H + c] = (0..H).map(|j| hd[i * H + j] * w2[j * H + c]).sum::<f64>();
@@ -842,7 +884,11 @@ fn manual(bug: Option<Rule>, mask_bug: bool) -> impl Fn(&[Tensor<f64>], &mut Pcg
         let two = if bug == Some(Rule::NoTwo) { 1.0 } else { 2.0 };
         let ds: Vec<f64> = s.iter().map(|v| two * v / N as f64).collect();
         // The backward's mask: the forward's (right), or a fresh draw (planted).
-        let mask = if mask_bug { BitMask::dropout(N * H, 0.5, rng)? } else { mask };
+        let mask = if mask_bug {
+            BitMask::dropout(N * H, 0.5, rng)?
+        } else {
+            mask
+        };
         let mut dw1 = vec![0.0; D * H];
         let mut db1 = vec![0.0; H];
         let mut dw2 = vec![0.0; H * H];
@@ -927,7 +973,7 @@ fn the_manual_checker_passes_the_right_hand_derived_gradients() {
 #[test]
 fn the_manual_checker_names_the_wrong_gradient_for_each_planted_bug() {
     // (bug, mask bug, the gradients that must be reported wrong, those that must not)
-    let cases: [(Option<Rule>, bool, &[&str], &[&str]); 5] = [
+    let cases: [BugCase; 5] = [
         (Some(Rule::Sign), false, &["w1"], &["b1", "w2"]),
         (Some(Rule::NoTwo), false, &["w1", "b1", "w2"], &[]),
         (Some(Rule::Transposed), false, &["w2"], &["w1", "b1"]),
@@ -948,7 +994,10 @@ fn the_manual_checker_names_the_wrong_gradient_for_each_planted_bug() {
             assert!((num - w.tape).abs() <= 1e-5 + 1e-3 * num.abs(), "{report}");
         }
         for name in right {
-            assert!(report.tensor(name).unwrap().passed, "{bug:?}: {name}\n{report}");
+            assert!(
+                report.tensor(name).unwrap().passed,
+                "{bug:?}: {name}\n{report}"
+            );
         }
         let text = report.to_string();
         assert!(text.contains("WRONG (the hand-derived gradient)"), "{text}");
@@ -984,7 +1033,11 @@ fn the_manual_checker_blames_the_tape_when_the_tape_function_is_wrong() {
     )
     .unwrap();
     assert!(!report.passed());
-    assert_eq!(report.tensor("w2").unwrap().culprit, Some(Culprit::Tape), "{report}");
+    assert_eq!(
+        report.tensor("w2").unwrap().culprit,
+        Some(Culprit::Tape),
+        "{report}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1000,7 +1053,11 @@ fn the_op_sweep_passes_right_ops_over_every_generated_shape() {
     assert!(square.cases.iter().any(|c| c.shapes[0].contains(&0)));
     assert!(square.cases.iter().all(|c| c.checks.len() == 4));
 
-    let mul = check_op(&BroadcastMul { rule: Rule::Right }, &OpSweepOptions::default()).unwrap();
+    let mul = check_op(
+        &BroadcastMul { rule: Rule::Right },
+        &OpSweepOptions::default(),
+    )
+    .unwrap();
     assert!(mul.passed(), "{mul}");
     assert!(mul.cases.iter().any(|c| c.shapes[0] != c.shapes[1]));
 }
@@ -1023,9 +1080,16 @@ fn the_op_sweep_catches_a_wrong_sign_in_backward() {
     assert!(!report.passed());
     assert_eq!(
         failing_checks(&report),
-        ["backward vs finite differences", "backward_graph vs backward"]
+        [
+            "backward vs finite differences",
+            "backward_graph vs backward"
+        ]
     );
-    assert!(report.to_string().contains("first failure of backward vs finite differences"));
+    assert!(
+        report
+            .to_string()
+            .contains("first failure of backward vs finite differences")
+    );
 }
 
 #[test]

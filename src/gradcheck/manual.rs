@@ -169,8 +169,10 @@ impl fmt::Display for ManualReport {
                 match t.culprit {
                     None => "ok",
                     Some(Culprit::Manual) => "WRONG (the hand-derived gradient)",
-                    Some(Culprit::Tape) => "WRONG (the tape's gradient; the hand-derived one agrees with finite differences)",
-                    Some(Culprit::Unclear) => "WRONG (manual, tape and finite differences all disagree)",
+                    Some(Culprit::Tape) =>
+                        "WRONG (the tape's gradient; the hand-derived one agrees with finite differences)",
+                    Some(Culprit::Unclear) =>
+                        "WRONG (manual, tape and finite differences all disagree)",
                 },
                 t.max_tape_diff,
                 t.max_fd_ratio
@@ -282,8 +284,10 @@ where
     let mut worst_badness = vec![f64::NEG_INFINITY; params.len()];
     let mut sampler = Pcg64::seed_from_u64(0x5EED_CAFE);
     for &seed in &options.seeds {
-        let mut current: Vec<Tensor<f64>> =
-            params.iter().map(Tensor::try_clone).collect::<Result<_>>()?;
+        let mut current: Vec<Tensor<f64>> = params
+            .iter()
+            .map(Tensor::try_clone)
+            .collect::<Result<_>>()?;
         for step in 0..options.steps {
             let point_seed = seed ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
             let (manual_loss, manual_grads) =
@@ -428,7 +432,11 @@ fn culprit(manual: f64, tape: f64, numeric: Option<f64>, options: &ManualCheckOp
 }
 
 /// The loss and the gradient of each parameter, on the tape.
-fn tape_gradients<F>(tape_fn: &F, params: &[Tensor<f64>], seed: u64) -> Result<(f64, Vec<Tensor<f64>>)>
+fn tape_gradients<F>(
+    tape_fn: &F,
+    params: &[Tensor<f64>],
+    seed: u64,
+) -> Result<(f64, Vec<Tensor<f64>>)>
 where
     F: for<'t> Fn(&'t Tape<f64>, &[Var<'t, f64>], &mut Pcg64) -> Result<Var<'t, f64>>,
 {

@@ -163,7 +163,13 @@ impl fmt::Display for ModuleReport {
             self.eps,
             self.scheme.name()
         )?;
-        let width = self.params.iter().map(|p| p.name.len()).max().unwrap_or(4).max(9);
+        let width = self
+            .params
+            .iter()
+            .map(|p| p.name.len())
+            .max()
+            .unwrap_or(4)
+            .max(9);
         writeln!(
             f,
             "  {:width$}  {:12}  {:4}  {:14}  {:>13}  {:>13}  {:>9}",
@@ -266,11 +272,13 @@ where
         };
         let analytic = params
             .iter()
-            .map(|(_, p)| match grads.as_mut().and_then(|g| g.take_param(p)) {
-                Some(g) => Ok(g),
-                // A parameter the loss does not reach has a zero gradient.
-                None => Tensor::full_shape(p.shape(), 0.0),
-            })
+            .map(
+                |(_, p)| match grads.as_mut().and_then(|g| g.take_param(p)) {
+                    Some(g) => Ok(g),
+                    // A parameter the loss does not reach has a zero gradient.
+                    None => Tensor::full_shape(p.shape(), 0.0),
+                },
+            )
             .collect::<Result<Vec<_>>>()?;
         (value, analytic)
     };
@@ -411,11 +419,7 @@ fn check_param_projected(
 ) -> Result<ParamCheck> {
     let u = Tensor::normal(grad.dims(), 0.0, 1.0, directions)?;
     let norm = dot(u.data(), u.data()).sqrt();
-    let u = if norm > 0.0 {
-        u.map(|x| x / norm)?
-    } else {
-        u
-    };
+    let u = if norm > 0.0 { u.map(|x| x / norm)? } else { u };
     let base = param.value();
     let mut eval = |t: f64| -> Result<Vec<f64>> {
         param.set(base.zip_map(&u, "gradcheck_module", |x, d| x + t * d)?);

@@ -76,10 +76,7 @@ pub fn generated_shapes(arity: usize, broadcasts: bool) -> Vec<Vec<Vec<usize>>> 
         &[2, 1, 2, 3],
         &[1, 2, 0, 2],
     ];
-    let mut cases: Vec<Vec<Vec<usize>>> = same
-        .iter()
-        .map(|s| vec![s.to_vec(); arity])
-        .collect();
+    let mut cases: Vec<Vec<Vec<usize>>> = same.iter().map(|s| vec![s.to_vec(); arity]).collect();
     if broadcasts && arity == 2 {
         let pairs: [(&[usize], &[usize]); 7] = [
             (&[2, 3], &[3]),
@@ -302,12 +299,16 @@ pub fn check_op<O: OpUnderTest>(op: &O, options: &OpSweepOptions) -> Result<OpRe
         let seed_grad = Tensor::normal(plain.value.dims(), 0.0, 1.0, &mut rng)?;
         let f64_pass = plain_pass::<f64, O>(op, &inputs, Some(&seed_grad))?;
 
-        case.checks.push(f32_against_f64(op, &inputs, &seed_grad, &f64_pass, options)?);
+        case.checks.push(f32_against_f64(
+            op, &inputs, &seed_grad, &f64_pass, options,
+        )?);
         case.checks.push(from_gradcheck(
             "backward vs finite differences",
             gradcheck(|_, v, _| op.forward(v), &inputs, &options.gradcheck),
         )?);
-        case.checks.push(graph_against_plain(op, &inputs, &seed_grad, &f64_pass, options)?);
+        case.checks.push(graph_against_plain(
+            op, &inputs, &seed_grad, &f64_pass, options,
+        )?);
         if options.gradgrad {
             case.checks.push(from_gradcheck(
                 "gradgradcheck",
@@ -390,7 +391,10 @@ fn f32_against_f64<O: OpUnderTest>(
         }
     };
     let (atol, rtol) = (options.f32_atol, options.f32_rtol);
-    let mut worst = (ratio(&f32_pass.value, &f64_pass.value, atol, rtol), "the output".to_string());
+    let mut worst = (
+        ratio(&f32_pass.value, &f64_pass.value, atol, rtol),
+        "the output".to_string(),
+    );
     for (k, (g32, g64)) in f32_pass.grads.iter().zip(&f64_pass.grads).enumerate() {
         let r = ratio(g32, g64, atol, rtol);
         if r > worst.0 {

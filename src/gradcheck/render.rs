@@ -145,11 +145,12 @@ impl GradcheckReport {
             .numeric
             .iter()
             .zip(&errors)
-            .map(|(n, e)| !(*e <= self.atol + self.rtol * n.abs()))
+            .map(|(n, e)| e.is_nan() || *e > self.atol + self.rtol * n.abs())
             .collect();
-        let max = errors
-            .iter()
-            .fold(0.0f64, |m, &e| if e.is_nan() { f64::INFINITY } else { m.max(e) });
+        let max = errors.iter().fold(
+            0.0f64,
+            |m, &e| if e.is_nan() { f64::INFINITY } else { m.max(e) },
+        );
         let title = format!(
             "input {} {dims}: |analytic - numeric|, {} x {} (outputs x inputs), max {max:.2e}",
             jac.input, jac.rows, jac.cols
@@ -175,9 +176,15 @@ impl GradcheckReport {
         let cell = (PANEL as f64 / brows.max(bcols) as f64).max(1.0);
         let (x0, y0) = (10.0, top as f64 + 20.0);
         for br in 0..brows {
-            let (r0, r1) = (br * rows / brows, ((br + 1) * rows / brows).max(br * rows / brows + 1));
+            let (r0, r1) = (
+                br * rows / brows,
+                ((br + 1) * rows / brows).max(br * rows / brows + 1),
+            );
             for bc in 0..bcols {
-                let (c0, c1) = (bc * cols / bcols, ((bc + 1) * cols / bcols).max(bc * cols / bcols + 1));
+                let (c0, c1) = (
+                    bc * cols / bcols,
+                    ((bc + 1) * cols / bcols).max(bc * cols / bcols + 1),
+                );
                 let mut worst = 0.0f64;
                 let mut bad = false;
                 for r in r0..r1.min(jac.rows) {
@@ -188,10 +195,7 @@ impl GradcheckReport {
                     }
                 }
                 let (x, y) = (x0 + bc as f64 * cell, y0 + br as f64 * cell);
-                let corners = [
-                    (x as i32, y as i32),
-                    ((x + cell) as i32, (y + cell) as i32),
-                ];
+                let corners = [(x as i32, y as i32), ((x + cell) as i32, (y + cell) as i32)];
                 root.draw(&Rectangle::new(corners, colour(worst).filled()))?;
                 if bad {
                     root.draw(&Rectangle::new(corners, BLACK.stroke_width(1)))?;
