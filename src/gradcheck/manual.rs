@@ -212,20 +212,21 @@ impl fmt::Display for ManualReport {
 /// `lesson::tape_step`), made general.
 ///
 /// ```
+/// use rand_pcg::Pcg64;
 /// use tapegrad::gradcheck::{check_manual_gradients, ManualCheckOptions};
-/// use tapegrad::Tensor;
+/// use tapegrad::{Tape, Tensor, Var};
 ///
 /// // loss = Σ (w·x)², by hand: ∂loss/∂w = 2(w·x)·x. With the factor 2 forgotten, the check fails.
 /// let x = [0.5, -1.0, 2.0];
-/// let manual = |factor: f64| move |p: &[Tensor<f64>], _: &mut rand_pcg::Pcg64| {
+/// let manual = |factor: f64| move |p: &[Tensor<f64>], _: &mut Pcg64| {
 ///     let s: f64 = p[0].data().iter().zip(&x).map(|(w, x)| w * x).sum();
 ///     let g = Tensor::from_vec(x.iter().map(|x| factor * s * x).collect(), &[3])?;
 ///     Ok((s * s, vec![g]))
 /// };
-/// let tape_fn = |tape: &tapegrad::Tape<f64>, v: &[tapegrad::Var<'_, f64>], _: &mut rand_pcg::Pcg64| {
-///     let s = v[0].mul(tape.constant(Tensor::from_vec(x.to_vec(), &[3])?))?.sum()?;
+/// fn tape_fn<'t>(tape: &'t Tape<f64>, v: &[Var<'t, f64>], _: &mut Pcg64) -> tapegrad::Result<Var<'t, f64>> {
+///     let s = v[0].mul(tape.constant(Tensor::from_vec(vec![0.5, -1.0, 2.0], &[3])?))?.sum()?;
 ///     s.mul(s)
-/// };
+/// }
 /// let w = Tensor::from_vec(vec![0.3, 0.1, -0.2], &[3])?;
 /// let options = ManualCheckOptions::default();
 /// let right = check_manual_gradients(manual(2.0), tape_fn, &["w"], &[w.clone()], &options)?;
