@@ -127,7 +127,7 @@ fn main() -> Result<()> {
         weights.w2.clone(),
         weights.b2.clone(),
     ];
-    let check = |eps: f64| {
+    let check = |eps: f64, diagnose_kinks: bool| {
         gradcheck(
             |tape, v, rng| {
                 Ok(forward(
@@ -142,11 +142,13 @@ fn main() -> Result<()> {
             &GradcheckOptions {
                 eps,
                 seed: MASK_SEED,
+                diagnose_kinks,
                 ..GradcheckOptions::default()
             },
         )
     };
-    match check(1e-6) {
+    // First as PyTorch checks it (no kink diagnosis), then with the diagnosis.
+    match check(1e-6, false) {
         Ok(report) => println!("{report}"),
         Err(Error::GradcheckFailed(report)) => {
             println!("{report}");
@@ -170,7 +172,12 @@ fn main() -> Result<()> {
             );
             let eps = (z.abs() / 10.0).min(1e-7);
             println!("again with eps = {eps:.1e}:");
-            println!("{}", check(eps)?);
+            println!("{}", check(eps, false)?);
+            println!(
+                "and with eps = 1e-6 and the kink diagnosis on (the default): entries whose one-sided slopes\n\
+                 differ, with backward's value one of them, are listed as kinks instead of failures:"
+            );
+            println!("{}", check(1e-6, true)?);
         }
         Err(other) => return Err(other),
     }

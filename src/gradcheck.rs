@@ -15,6 +15,32 @@
 //! draws the *same* mask every time, and what is checked is the derivative of the function with that
 //! mask held fixed, which is exactly what backward computes. The caller's own generators are never
 //! touched.
+//!
+//! **Beyond one function.** The submodules check larger things with the same machinery:
+//! [`gradcheck_module`] a whole `nn` model (an f32 model is copied to f64 for the check),
+//! [`check_manual_gradients`] a hand-derived backward pass against the tape and against finite
+//! differences, and [`check_op`] a custom op over a sweep of generated shapes. [`Difference`]
+//! chooses the numeric scheme (PyTorch's central difference, a 4th-order one, or a per-element step
+//! sweep), and a failing entry whose one-sided slopes differ is diagnosed as a kink within ε of the
+//! input rather than reported as a wrong gradient. A full-mode report renders as JSON
+//! ([`GradcheckReport::to_json`]) and as an SVG heat map of |analytic − numeric|
+//! ([`GradcheckReport::heatmap_svg`]). See `docs/gradcheck.md` for which tool answers which question.
+
+mod manual;
+mod module;
+mod numeric;
+mod opcheck;
+mod render;
+
+pub use manual::{
+    Culprit, ManualCheckOptions, ManualEntry, ManualReport, ManualTensorCheck,
+    check_manual_gradients,
+};
+pub use module::{ModuleCheckOptions, ModuleReport, ParamCheck, ToF64, gradcheck_module};
+pub use numeric::Difference;
+pub use opcheck::{
+    OpCase, OpCheck, OpReport, OpSweepOptions, OpUnderTest, check_op, generated_shapes,
+};
 
 use std::fmt;
 
@@ -22,6 +48,7 @@ use rand::SeedableRng;
 use rand_pcg::Pcg64;
 
 use crate::error::{Error, Result};
+use crate::kernels::sum::dot;
 use crate::tape::{BackwardOptions, Tape, Var};
 use crate::tensor::Tensor;
 
@@ -41,6 +68,12 @@ pub struct GradcheckOptions {
     /// backward pass and two evaluations per input, whatever the sizes. Cheap enough for whole models;
     /// a wrong gradient almost surely changes vᵀJu, but the report cannot point at an element.
     pub fast: bool,
+    /// The numeric scheme ([`Difference::Central`], PyTorch's, by default).
+    pub scheme: Difference,
+    /// Whether a failing entry is examined for a kink: if the one-sided slopes just outside
+    /// `[x − ε, x + ε]` differ and the analytic derivative equals one of them, the entry is
+    /// recorded in [`InputCheck::kinks`] instead of failing the check (on by default).
+    pub diagnose_kinks: bool,
 }
 
 impl GradcheckOptions {
@@ -88,6 +121,8 @@ impl Default for GradcheckOptions {
             rtol: 1e-3,
             seed: 0,
             fast: false,
+            scheme: Difference::Central,
+            diagnose_kinks: true,
         }
     }
 }
@@ -105,8 +140,49 @@ pub struct InputCheck {
     pub max_rel_err: f64,
     /// The entry that exceeded the tolerance by the most (or was closest to it), if any entries.
     pub worst: Option<WorstEntry>,
-    /// Whether every entry was within tolerance.
+    /// Whether every entry was within tolerance (entries diagnosed as kinks excepted).
     pub passed: bool,
+    /// Entries that were out of tolerance because a kink lies within ε of the input element, and
+    /// whose analytic value is one of the two one-sided slopes (not counted in the errors above).
+    pub kinks: Vec<Kink>,
+    /// The largest estimated error of a numeric derivative ([`Difference::Auto`] only: the gap
+    /// between the estimates at the two best-agreeing steps; 0 for the other schemes).
+    pub max_numeric_error: f64,
+}
+
+/// A Jacobian entry at a kink: the function's slope changes within ε of the input element, so the
+/// central difference averages two slopes; backward returned one of them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Kink {
+    /// Multi-index of the input element.
+    pub input_index: Vec<usize>,
+    /// Flat index of the output element.
+    pub output_index: usize,
+    /// From backward.
+    pub analytic: f64,
+    /// The slope just below the input (over `[x − 2ε, x − ε]`).
+    pub left: f64,
+    /// The slope just above the input (over `[x + ε, x + 2ε]`).
+    pub right: f64,
+    /// Where the kink lies relative to the input element (estimated; |offset| < ε when the
+    /// function is piecewise linear there).
+    pub offset: f64,
+}
+
+/// Both Jacobians of one input, row-major (`[output element][input element]`), from a full-mode
+/// check: what the heat map and the JSON report are drawn from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JacobianPair {
+    /// Position of the input.
+    pub input: usize,
+    /// Number of output elements (rows).
+    pub rows: usize,
+    /// Number of input elements (columns).
+    pub cols: usize,
+    /// From backward.
+    pub analytic: Vec<f64>,
+    /// From finite differences.
+    pub numeric: Vec<f64>,
 }
 
 /// One Jacobian entry: which input element, which output element, both derivatives.
@@ -131,6 +207,14 @@ pub struct GradcheckReport {
     pub atol: f64,
     /// The options used.
     pub rtol: f64,
+    /// The options used.
+    pub eps: f64,
+    /// The numeric scheme used.
+    pub scheme: Difference,
+    /// Whether this was a fast-mode (random projection) check.
+    pub fast: bool,
+    /// Per input, both Jacobians (full mode only; empty in fast mode).
+    pub jacobians: Vec<JacobianPair>,
 }
 
 impl GradcheckReport {
@@ -145,8 +229,12 @@ impl fmt::Display for GradcheckReport {
         let verdict = if self.passed() { "passed" } else { "FAILED" };
         writeln!(
             f,
-            "gradcheck {verdict} (atol {:e}, rtol {:e})",
-            self.atol, self.rtol
+            "gradcheck {verdict} (atol {:e}, rtol {:e}, eps {:e}, {}{})",
+            self.atol,
+            self.rtol,
+            self.eps,
+            self.scheme.name(),
+            if self.fast { ", fast mode" } else { "" }
         )?;
         for c in &self.inputs {
             write!(
@@ -158,6 +246,9 @@ impl fmt::Display for GradcheckReport {
                 c.max_abs_err,
                 c.max_rel_err
             )?;
+            if c.max_numeric_error > 0.0 {
+                write!(f, " | numeric estimate err <= {:.1e}", c.max_numeric_error)?;
+            }
             if let (false, Some(w)) = (c.passed, &c.worst) {
                 let abs = (w.analytic - w.numeric).abs();
                 write!(
@@ -172,6 +263,16 @@ impl fmt::Display for GradcheckReport {
                 )?;
             }
             writeln!(f)?;
+            for k in c.kinks.iter().take(3) {
+                writeln!(
+                    f,
+                    "    kink within eps of input element {:?} (output element {}): one-sided slopes {:.6e} and {:.6e}, analytic {:.6e}; the kink lies {:+.2e} from the input",
+                    k.input_index, k.output_index, k.left, k.right, k.analytic, k.offset
+                )?;
+            }
+            if c.kinks.len() > 3 {
+                writeln!(f, "    … {} more entries at kinks", c.kinks.len() - 3)?;
+            }
         }
         Ok(())
     }
@@ -288,12 +389,11 @@ where
         return check_projected(&f, inputs, options);
     }
     let analytic = analytic_jacobian(&f, inputs, options.seed)?;
-    let mut report = GradcheckReport {
-        inputs: Vec::with_capacity(inputs.len()),
-        atol: options.atol,
-        rtol: options.rtol,
-    };
+    let mut report = empty_report(inputs.len(), options);
     for (k, input) in inputs.iter().enumerate() {
+        let n = input.numel();
+        let rows = analytic[k].len().checked_div(n).unwrap_or(0);
+        let mut numeric_jacobian = vec![0.0; rows * n];
         let mut check = InputCheck {
             input: k,
             dims: input.dims().to_vec(),
@@ -301,17 +401,44 @@ where
             max_rel_err: 0.0,
             worst: None,
             passed: true,
+            kinks: Vec::new(),
+            max_numeric_error: 0.0,
         };
         let mut worst_excess = f64::NEG_INFINITY;
         let strides = input.shape().strides();
-        for i in 0..input.numel() {
-            let numeric = numeric_column(&f, inputs, k, i, options)?;
-            for (j, &num) in numeric.iter().enumerate() {
-                let ana = analytic[k][j * input.numel() + i];
+        let mut shifted = inputs.to_vec();
+        for i in 0..n {
+            let x = input.data()[i];
+            let mut eval = |xi: f64| -> Result<Vec<f64>> {
+                shifted[k].data_mut()[i] = xi;
+                flat_outputs(&f, &shifted, options.seed)
+            };
+            let column = numeric::column(&mut eval, x, options.eps, options.scheme)?;
+            check.max_numeric_error = nan_max(check.max_numeric_error, column.error_estimate);
+            let mut sides: Option<numeric::Sides> = None;
+            for (j, &num) in column.values.iter().enumerate() {
+                let ana = analytic[k][j * n + i];
+                numeric_jacobian[j * n + i] = num;
                 let abs = (ana - num).abs();
                 let allowed = options.atol + options.rtol * num.abs();
                 // NaN on either side fails: `abs <= allowed` is false for NaN.
                 let ok = abs <= allowed;
+                if !ok && options.diagnose_kinks && abs.is_finite() {
+                    if sides.is_none() {
+                        sides = Some(numeric::sides(&mut eval, x, column.step)?);
+                    }
+                    if let Some(s) = &sides
+                        && let Some(kink) =
+                            classify_kink(ana, s, j, column.step, options.atol, options.rtol)
+                    {
+                        check.kinks.push(Kink {
+                            input_index: unravel(i, &strides),
+                            output_index: j,
+                            ..kink
+                        });
+                        continue;
+                    }
+                }
                 let excess = if abs.is_nan() {
                     f64::INFINITY
                 } else {
@@ -331,7 +458,15 @@ where
                     });
                 }
             }
+            shifted[k].data_mut()[i] = x;
         }
+        report.jacobians.push(JacobianPair {
+            input: k,
+            rows,
+            cols: n,
+            analytic: analytic[k].clone(),
+            numeric: numeric_jacobian,
+        });
         report.inputs.push(check);
     }
     if report.passed() {
@@ -339,6 +474,57 @@ where
     } else {
         Err(Error::GradcheckFailed(Box::new(report)))
     }
+}
+
+/// A report with no inputs yet, recording the options.
+fn empty_report(inputs: usize, options: &GradcheckOptions) -> GradcheckReport {
+    GradcheckReport {
+        inputs: Vec::with_capacity(inputs),
+        atol: options.atol,
+        rtol: options.rtol,
+        eps: options.eps,
+        scheme: options.scheme,
+        fast: options.fast,
+        jacobians: Vec::new(),
+    }
+}
+
+/// A kink, if entry `j` is explained by one: the one-sided slopes differ by more than the
+/// tolerance, and the analytic value matches one of them. (The indices are filled in by the caller.)
+pub(crate) fn classify_kink(
+    analytic: f64,
+    sides: &numeric::Sides,
+    j: usize,
+    step: f64,
+    atol: f64,
+    rtol: f64,
+) -> Option<Kink> {
+    let (left, right) = (sides.left[j], sides.right[j]);
+    let close = |a: f64, b: f64| (a - b).abs() <= atol + rtol * b.abs();
+    if close(left, right) || !(close(analytic, left) || close(analytic, right)) {
+        return None;
+    }
+    Some(Kink {
+        input_index: Vec::new(),
+        output_index: j,
+        analytic,
+        left,
+        right,
+        offset: numeric::kink_offset(left, right, sides.across[j], step),
+    })
+}
+
+/// Runs `f` and returns all its outputs' values, end to end.
+fn flat_outputs<F>(f: &F, inputs: &[Tensor<f64>], seed: u64) -> Result<Vec<f64>>
+where
+    F: Outputs,
+{
+    let outs = evaluate(f, inputs, seed)?;
+    let mut flat = Vec::with_capacity(outs.iter().map(|o| o.numel()).sum());
+    for o in &outs {
+        flat.extend_from_slice(o.data());
+    }
+    Ok(flat)
 }
 
 /// Fast mode: for each input k, compares vᵀ·J_k·u_k computed by backward (the gradient of vᵀf,
@@ -355,7 +541,7 @@ where
     let mut directions = Pcg64::seed_from_u64(options.seed ^ 0xD1B5_4A32_D192_ED03);
     let mut unit = |dims: &[usize]| -> Result<Tensor<f64>> {
         let t = Tensor::normal(dims, 0.0, 1.0, &mut directions)?;
-        let norm = t.data().iter().map(|x| x * x).sum::<f64>().sqrt();
+        let norm = dot::<f64>(t.data(), t.data()).sqrt();
         if norm > 0.0 {
             t.map(|x| x / norm)
         } else {
@@ -388,36 +574,22 @@ where
             }
         }
     }
-    let dot = |a: &Tensor<f64>, b: &Tensor<f64>| {
-        a.data()
-            .iter()
-            .zip(b.data())
-            .map(|(x, y)| x * y)
-            .sum::<f64>()
-    };
+    let mut flat_v = Vec::new();
+    for t in &v {
+        flat_v.extend_from_slice(t.data());
+    }
 
-    let mut report = GradcheckReport {
-        inputs: Vec::with_capacity(inputs.len()),
-        atol: options.atol,
-        rtol: options.rtol,
-    };
+    let mut report = empty_report(inputs.len(), options);
     for (k, input) in inputs.iter().enumerate() {
-        let analytic = dot(&vjp[k], &u[k]);
-        let shifted = |sign: f64| -> Result<Vec<Tensor<f64>>> {
+        let analytic = dot(vjp[k].data(), u[k].data());
+        // vᵀf(x + t·u_k) as a function of the scalar t, differentiated at t = 0 by the scheme.
+        let mut along = |t: f64| -> Result<Vec<f64>> {
             let mut moved = inputs.to_vec();
-            moved[k] = input.zip_map(&u[k], "gradcheck", |x, d| x + sign * options.eps * d)?;
-            evaluate(f, &moved, options.seed)
+            moved[k] = input.zip_map(&u[k], "gradcheck", |x, d| x + t * d)?;
+            let outs = flat_outputs(f, &moved, options.seed)?;
+            Ok(vec![dot(&outs, &flat_v)])
         };
-        let (plus, minus) = (shifted(1.0)?, shifted(-1.0)?);
-        let numeric = plus
-            .iter()
-            .zip(&minus)
-            .zip(&v)
-            .map(|((p, m), v)| {
-                let diff = p.zip_map(m, "gradcheck", |p, m| (p - m) / (2.0 * options.eps))?;
-                Ok(dot(&diff, v))
-            })
-            .sum::<Result<f64>>()?;
+        let numeric = numeric::column(&mut along, 0.0, options.eps, options.scheme)?.values[0];
         let abs = (analytic - numeric).abs();
         let passed = abs <= options.atol + options.rtol * numeric.abs();
         report.inputs.push(InputCheck {
@@ -436,6 +608,8 @@ where
                 numeric,
             }),
             passed,
+            kinks: Vec::new(),
+            max_numeric_error: 0.0,
         });
     }
     if report.passed() {
@@ -476,31 +650,6 @@ where
     let vars: Vec<_> = inputs.iter().map(|x| tape.leaf(x.clone())).collect();
     let outs = f(&tape, &vars, &mut Pcg64::seed_from_u64(seed))?;
     Ok(outs.iter().map(|o| (*o.value()).clone()).collect())
-}
-
-/// ∂f/∂(input k, element i) for every output element, by central differences.
-fn numeric_column<F>(
-    f: &F,
-    inputs: &[Tensor<f64>],
-    k: usize,
-    i: usize,
-    options: &GradcheckOptions,
-) -> Result<Vec<f64>>
-where
-    F: Outputs,
-{
-    let mut shifted = inputs.to_vec();
-    let x = inputs[k].data()[i];
-    shifted[k].data_mut()[i] = x + options.eps;
-    let plus = evaluate(f, &shifted, options.seed)?;
-    shifted[k].data_mut()[i] = x - options.eps;
-    let minus = evaluate(f, &shifted, options.seed)?;
-    Ok(plus
-        .iter()
-        .zip(&minus)
-        .flat_map(|(p, m)| p.data().iter().zip(m.data()))
-        .map(|(p, m)| (p - m) / (2.0 * options.eps))
-        .collect())
 }
 
 /// Row-major Jacobian per input: entry [j · numel + i] = ∂out_j/∂x_i, one backward pass per output

@@ -369,3 +369,54 @@ pub fn eval_accuracy<T: Float>(data: &LessonData<T>, weights: &MlpWeights<T>) ->
         .add(b2)?;
     Ok(accuracy(&logits.value(), &data.labels))
 }
+
+/// The lesson's own comparison, made with the general checker: [`manual_step`]'s hand-derived
+/// gradients against the tape's gradients of the same loss and against finite differences, over
+/// the seeds and steps of `options` (each seed draws its own dropout masks; both sides see the
+/// same one). The names in the report are `w1`, `b1`, `w2`, `b2`.
+///
+/// ```
+/// use tapegrad::gradcheck::ManualCheckOptions;
+/// use tapegrad::lesson::{LessonConfig, check_manual_step};
+///
+/// let (data, weights) = LessonConfig { n: 16, ..LessonConfig::default() }.generate::<f64>()?;
+/// let report = check_manual_step(&data, &weights, 0.5, &ManualCheckOptions::default())?;
+/// assert!(report.passed(), "{report}");
+/// # Ok::<(), tapegrad::Error>(())
+/// ```
+pub fn check_manual_step(
+    data: &LessonData<f64>,
+    weights: &MlpWeights<f64>,
+    p: f64,
+    options: &crate::gradcheck::ManualCheckOptions,
+) -> Result<crate::gradcheck::ManualReport> {
+    validate(data, weights)?;
+    let params: Vec<Tensor<f64>> = weights
+        .tensors()
+        .into_iter()
+        .map(Tensor::try_clone)
+        .collect::<Result<_>>()?;
+    let unpack = |p: &[Tensor<f64>]| -> Result<MlpWeights<f64>> {
+        Ok(MlpWeights {
+            w1: p[0].try_clone()?,
+            b1: p[1].try_clone()?,
+            w2: p[2].try_clone()?,
+            b2: p[3].try_clone()?,
+        })
+    };
+    crate::gradcheck::check_manual_gradients(
+        |params, rng| {
+            let step = manual_step(data, &unpack(params)?, p, rng)?;
+            let g = step.grads;
+            Ok((step.loss, vec![g.w1, g.b1, g.w2, g.b2]))
+        },
+        |tape, v, rng| {
+            let x = tape.constant(data.x.try_clone()?);
+            let hidden = x.matmul(v[0])?.add(v[1])?.relu()?.dropout(p, rng)?;
+            hidden.matmul(v[2])?.add(v[3])?.cross_entropy(&data.labels)
+        },
+        &["w1", "b1", "w2", "b2"],
+        &params,
+        options,
+    )
+}

@@ -43,6 +43,9 @@
 //! - [`ops`]: one file per op with its forward, saved state and backward rule side by side.
 //! - [`Gradients`]: the result of a backward pass, looked up by `Var` or by [`Param`].
 //! - [`gradcheck()`]: finite-difference checking, with stochastic ops held fixed.
+//! - [`gradcheck_module()`], [`check_manual_gradients()`], [`check_op()`]: checking a whole model, a
+//!   hand-derived backward pass, a custom op over generated shapes (see `docs/gradcheck.md`).
+//! - [`functional`]: `jacobian`, `hessian`, `vjp`, `jvp`, as `torch.autograd.functional`.
 //! - [`BitMask`]: the packed 1-bit-per-element mask dropout saves.
 //! - [`lesson`]: the lesson's MLP with hand-derived gradients, to compare with the tape.
 //! - [`nn`] and [`optim`]: layers, losses, optimizers and checkpoints with PyTorch's semantics.
@@ -61,6 +64,7 @@ pub mod datasets;
 pub mod distributed;
 mod element;
 mod error;
+pub mod functional;
 pub mod gradcheck;
 mod grads;
 pub mod higher_order;
@@ -84,6 +88,7 @@ pub use bitmask::BitMask;
 pub use element::Float;
 pub use error::{Error, Result};
 pub use gradcheck::{GradcheckOptions, GradcheckReport, gradcheck, gradgradcheck};
+pub use gradcheck::{check_manual_gradients, check_op, gradcheck_module};
 pub use grads::{Gradients, GraphGradients};
 pub use higher_order::{Hvp, hvp};
 pub use indices::{Index, Indices};

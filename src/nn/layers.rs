@@ -287,3 +287,67 @@ impl<T: Float> Forward<T> for Sequential<T> {
         })
     }
 }
+
+// Re-instantiation in f64, for `gradcheck_module` (see docs/gradcheck.md).
+
+impl<T: Float> crate::gradcheck::ToF64 for Linear<T> {
+    type F64 = Linear<f64>;
+
+    /// The same weight and bias, converted exactly (f32 → f64 is exact).
+    fn to_f64(&self) -> Result<Linear<f64>> {
+        let bias = match &self.bias {
+            Some(b) => Some(b.value().cast::<f64>()?),
+            None => None,
+        };
+        Linear::from_tensors(self.weight.value().cast::<f64>()?, bias)
+    }
+}
+
+impl crate::gradcheck::ToF64 for ReLU {
+    type F64 = ReLU;
+
+    fn to_f64(&self) -> Result<ReLU> {
+        Ok(ReLU)
+    }
+}
+
+impl crate::gradcheck::ToF64 for Dropout {
+    type F64 = Dropout;
+
+    fn to_f64(&self) -> Result<Dropout> {
+        Ok(*self)
+    }
+}
+
+impl<T: Float> crate::gradcheck::ToF64 for Sequential<T> {
+    type F64 = Sequential<f64>;
+
+    /// Converts each layer that is a `Linear`, `ReLU`, `Dropout` or `Sequential` (recursively);
+    /// fails with [`Error::InvalidArgument`] naming the position of any other layer.
+    fn to_f64(&self) -> Result<Sequential<f64>> {
+        nested(|| {
+            let mut out = Sequential::new();
+            for (i, layer) in self.layers.iter().enumerate() {
+                let any = layer.as_any();
+                out = if let Some(l) = any.downcast_ref::<Linear<T>>() {
+                    out.push(l.to_f64()?)
+                } else if let Some(l) = any.downcast_ref::<ReLU>() {
+                    out.push(l.to_f64()?)
+                } else if let Some(l) = any.downcast_ref::<Dropout>() {
+                    out.push(l.to_f64()?)
+                } else if let Some(l) = any.downcast_ref::<Sequential<T>>() {
+                    out.push(l.to_f64()?)
+                } else {
+                    return Err(Error::InvalidArgument {
+                        op: "to_f64",
+                        reason: format!(
+                            "layer {i} of the Sequential is not a Linear, ReLU, Dropout or Sequential; \
+                             write the f64 model with ToF64 implemented for its own type"
+                        ),
+                    });
+                };
+            }
+            Ok(out)
+        })
+    }
+}
