@@ -41,7 +41,8 @@ pub fn lesson_dot() -> Result<String> {
     ];
     let tape = Tape::new();
     let w = [0, 1, 2, 3].map(|i| tape.param(&params[i]));
-    forward(
+    // Only the recorded graph is wanted here, not the forward's outputs.
+    let _ = forward(
         tape.constant(data.x),
         w,
         &data.labels,

@@ -203,7 +203,7 @@ fn main() -> Result<()> {
         let out_of_time = started.elapsed().as_secs_f64() > minutes * 60.0;
         if progress.step % EVAL_EVERY == 0 || progress.step == steps || out_of_time {
             val_loss = evaluate(&model, val)?;
-            bar.println(&format!(
+            bar.println(format!(
                 "step {:>5}: train loss {:.4}, val loss {val_loss:.4}, lr {:.2e}, {:.0} s",
                 progress.step,
                 evaluate(&model, train)?,
@@ -215,7 +215,7 @@ fn main() -> Result<()> {
                 .save(&checkpoint_path)?;
         }
         if out_of_time {
-            bar.println(&format!("stopping: the {minutes}-minute budget is spent"));
+            bar.println(format!("stopping: the {minutes}-minute budget is spent"));
             break;
         }
     }
