@@ -27,7 +27,7 @@ use rand::Rng;
 use tapegrad::nn::{
     Block, Context, Dropout, Embedding, Forward, ForwardIds, LayerNorm, Module, Visitor,
 };
-use tapegrad::{Error, Float, Indices, Result, Tape, Var};
+use tapegrad::{Error, Float, Indices, Result, Tape, Tensor, Var};
 
 /// The sizes of a model.
 #[derive(Clone, Copy, Debug)]
@@ -51,11 +51,25 @@ pub struct Gpt<T: Float> {
 }
 
 impl<T: Float> Gpt<T> {
+    /// A model initialised as GPT-2 initialises its embeddings, N(0, 0.02²) (PyTorch's
+    /// `nn.Embedding` default, N(0, 1), would make the tied head's first logits of size √E and
+    /// the first loss several times log(vocab)); every other layer as its PyTorch default.
     pub fn new(config: GptConfig, rng: &mut impl Rng) -> Result<Self> {
+        let table = |rows: usize, rng: &mut dyn rand::Rng| {
+            Embedding::from_tensor(
+                Tensor::normal(
+                    &[rows, config.embed],
+                    T::from_f64(0.0),
+                    T::from_f64(0.02),
+                    rng,
+                )?,
+                None,
+            )
+        };
         Ok(Gpt {
             config,
-            tok: Embedding::new(config.vocab, config.embed, rng)?,
-            pos: Embedding::new(config.block, config.embed, rng)?,
+            tok: table(config.vocab, rng)?,
+            pos: table(config.block, rng)?,
             drop: Dropout::new(config.dropout)?,
             blocks: (0..config.layers)
                 .map(|_| Block::new(config.embed, config.heads, config.dropout, rng))

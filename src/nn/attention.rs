@@ -167,9 +167,17 @@ impl<T: Float> MultiheadAttention<T> {
         causal: bool,
     ) -> Result<Var<'t, T>> {
         let rank = query.shape().rank();
+        // Self-attention (one Var for all three) takes one product with the packed weight.
+        let packed = query.id() == key.id() && key.id() == value.id();
         let q = self.to_batch_first(query, rank)?;
-        let k = self.to_batch_first(key, rank)?;
-        let v = self.to_batch_first(value, rank)?;
+        let (k, v) = if packed {
+            (q, q)
+        } else {
+            (
+                self.to_batch_first(key, rank)?,
+                self.to_batch_first(value, rank)?,
+            )
+        };
         let (n, l, e) = dims3(q);
         let (nk, s, ek) = dims3(k);
         let (nv, sv, ev) = dims3(v);
@@ -189,9 +197,8 @@ impl<T: Float> MultiheadAttention<T> {
         let w = tape.param(&self.in_proj_weight);
         let b = self.in_proj_bias.as_ref().map(|p| tape.param(p));
         let (h, hd) = (self.num_heads, e / self.num_heads);
-        let (qh, kh, vh) = if q.id() == k.id() && k.id() == v.id() {
-            // Self-attention: one product with the packed weight, then [N, L, 3, H, hd] →
-            // [3, N, H, L, hd].
+        let (qh, kh, vh) = if packed {
+            // [N, L, 3E] → [N, L, 3, H, hd] → [3, N, H, L, hd].
             let qkv = linear(q, w, b)?
                 .reshape(&[n, l, 3, h, hd])?
                 .permute(&[2, 0, 3, 1, 4])?;
