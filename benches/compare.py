@@ -91,6 +91,9 @@ def notes(results, engines):
     out = []
     for key, label, show in [
         ("gflops", "GFLOP/s", str),
+        ("gflops_per_cpu_second", "GFLOP/s per CPU second", str),
+        ("cpu_us_per_step", "CPU µs/step", str),
+        ("isa", "ISA", str),
         ("tokens_per_s", "tokens/s", str),
         ("peak_rss_kib", "peak RSS MiB", mib),
         ("rss_growth_after_step2_kib", "RSS growth after step 2 KiB", str),
