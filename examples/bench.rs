@@ -312,6 +312,28 @@ fn bmm_64x128x64x128() -> Result<Measured> {
     })
 }
 
+/// `tanh` of a 256×256 f32 tensor, forward + backward with a given output gradient (the
+/// transcendental-function cost that `crate::kernels::vecmath` addresses).
+fn tanh_256x256() -> Result<Measured> {
+    let mut rng = Pcg64::seed_from_u64(0);
+    let x = tapegrad::Param::new("x", Tensor::<f32>::normal(&[256, 256], 0.0, 2.0, &mut rng)?);
+    let mut g = Some(Tensor::<f32>::normal(&[256, 256], 0.0, 1.0, &mut rng)?);
+    let us = time_steps(20, 200, || {
+        let tape = Tape::new();
+        let y = tape.param(&x).tanh()?;
+        let seed = g.take().expect("the seed gradient is put back every step");
+        let mut grads =
+            y.backward_with(BackwardOptions::new().seed(seed).keep_intermediate(true))?;
+        black_box(grads.param(&x));
+        g = grads.take(y);
+        Ok(())
+    })?;
+    Ok(Measured {
+        us_per_step: us,
+        extra: vec![],
+    })
+}
+
 /// The CPU's model name, from /proc/cpuinfo.
 fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
@@ -498,7 +520,7 @@ fn main() -> Result<()> {
     let only = flag("--only");
 
     type Workload = (&'static str, fn() -> Result<Measured>);
-    let workloads: [Workload; 10] = [
+    let workloads: [Workload; 11] = [
         ("seed_manual_200", seed_manual),
         ("seed_autograd_200", || {
             train_steps(128, &[20, 64, 5], 0.5, 20, 200)
@@ -515,6 +537,7 @@ fn main() -> Result<()> {
         ("layer_norm_4096x768", layer_norm_4096x768),
         ("attention_8x4x128x32", attention_8x4x128x32),
         ("bmm_64x128x64x128", bmm_64x128x64x128),
+        ("tanh_256x256", tanh_256x256),
     ];
     if args.iter().any(|a| a == "--accuracy") {
         return summation_accuracy();
