@@ -230,7 +230,7 @@ pub fn manual_step<T: Float, R: Rng + ?Sized>(
     let p_rows = exp_of("manual_step", log_p.data())?;
     let mut ds = Tensor::from_vec(p_rows, s.dims())?;
     for v in ds.data_mut() {
-        *v = *v * inv_n;
+        *v *= inv_n;
     }
     for (i, &y) in data.labels.iter().enumerate() {
         ds.data_mut()[i * k + y] -= inv_n;

@@ -189,7 +189,7 @@ fn exp_shifted_kernel<T: Float>() -> ExpShifted<T> {
 
 fn exp_shifted<T: Float>(row: &mut [T], shift: T) {
     for x in row.iter_mut() {
-        *x = *x - shift;
+        *x -= shift;
     }
     vecmath::exp_in_place(row);
 }
