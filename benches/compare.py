@@ -6,6 +6,7 @@ the markdown table of docs/performance.md.
     python3 benches/compare.py --only gpt_step,matmul_1024 --threads 1
     python3 benches/compare.py --engines tapegrad,pytorch # leave JAX out
     python3 benches/compare.py --sweep                    # the lesson's N x H grid, 1 thread
+    python3 benches/compare.py --cpu                      # CPU time per step instead of wall time
 
 One process per (engine, workload, threads), so peak memory is per workload; the engines are interleaved
 (tapegrad, PyTorch, JAX, tapegrad, ...) so that all three see the same machine state, and each cell is
@@ -48,6 +49,10 @@ ENGINES = {
 }
 LABELS = {"tapegrad": "tapegrad", "pytorch": "PyTorch", "jax": "JAX"}
 DASH = "—"
+# The time field the cells and ratios use: "us_per_step" (wall) or, with --cpu, "cpu_us_per_step"
+# (CPU time of all threads: on a loaded machine the fairer figure at 1 thread; at 2 threads it is
+# the total work, not the latency).
+TIME = "us_per_step"
 
 
 def run(engine, args):
@@ -69,17 +74,19 @@ def best(results):
     by_name = {}
     for result in results:
         for r in result:
-            if r["workload"] not in by_name or r["us_per_step"] < by_name[r["workload"]]["us_per_step"]:
+            if r.get(TIME) is None:
+                continue
+            if r["workload"] not in by_name or r[TIME] < by_name[r["workload"]][TIME]:
                 by_name[r["workload"]] = r
     return by_name
 
 
 def fmt_us(r):
-    return f"{r['us_per_step']:.1f}" if r else DASH
+    return f"{r[TIME]:.1f}" if r else DASH
 
 
 def ratio(peer, ours):
-    return f"{peer['us_per_step'] / ours['us_per_step']:.2f}×" if peer and ours else DASH
+    return f"{peer[TIME] / ours[TIME]:.2f}×" if peer and ours else DASH
 
 
 def mib(kib):
@@ -91,6 +98,10 @@ def notes(results, engines):
     out = []
     for key, label, show in [
         ("gflops", "GFLOP/s", str),
+        ("gflops_per_cpu_second", "GFLOP/s per CPU second", str),
+        ("cpu_us_per_step", "CPU µs/step", str),
+        ("us_per_step", "wall µs/step", str),
+        ("isa", "ISA", str),
         ("tokens_per_s", "tokens/s", str),
         ("peak_rss_kib", "peak RSS MiB", mib),
         ("rss_growth_after_step2_kib", "RSS growth after step 2 KiB", str),
@@ -110,7 +121,11 @@ def main():
     parser.add_argument("--only", help="comma-separated workloads (default: all)")
     parser.add_argument("--engines", default="tapegrad,pytorch,jax", help="comma-separated subset")
     parser.add_argument("--sweep", action="store_true", help="the lesson's step over N x H, 1 thread")
+    parser.add_argument("--cpu", action="store_true", help="cells and ratios in CPU time per step, not wall time")
     args = parser.parse_args()
+    if args.cpu:
+        global TIME
+        TIME = "cpu_us_per_step"
     os.chdir(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
     engines = [e for e in args.engines.split(",") if e]
     unknown = [e for e in engines if e not in ENGINES]
@@ -130,7 +145,8 @@ def main():
         return
 
     workloads = args.only.split(",") if args.only else WORKLOADS
-    print("| workload | threads | " + " | ".join(f"{LABELS[e]} µs/step" for e in engines) + " | "
+    unit = "CPU µs/step" if args.cpu else "µs/step"
+    print("| workload | threads | " + " | ".join(f"{LABELS[e]} {unit}" for e in engines) + " | "
           + " | ".join(f"{LABELS[e]} / tapegrad" for e in peers) + " | notes (" + " / ".join(LABELS[e] for e in engines) + ") |")
     print("|---" * (3 + len(engines) + len(peers)) + "|")
     for threads in args.threads.split(","):

@@ -5,6 +5,7 @@ output as the Rust kernels do (the `out=` / `grad_input=` forms: a fresh 64 MiB 
 its page faults to every 4096² call). Run:
 
     python3 benches/vecmath_pytorch.py
+    VECMATH_SIDES=256 python3 benches/vecmath_pytorch.py --compare   # 256² only
 
 Prints, per kernel and size, the median and the minimum over repeated runs (on a shared machine
 the minimum is the steadier figure; `benches/vecmath.rs` reports both the same way when summarised
@@ -48,7 +49,7 @@ def kernels(x, pos, g, out):
 
 def time_torch():
     results = {}
-    for side in (256, 4096):
+    for side in [int(s) for s in os.environ.get("VECMATH_SIDES", "256,4096").split(",")]:
         gen = torch.Generator().manual_seed(0)
         x = 3 * torch.randn(side, side, generator=gen)
         pos = x.abs() + 1e-3

@@ -35,6 +35,7 @@ use crate::bitmask::BitMask;
 use crate::element::Float;
 use crate::error::{Error, Result};
 use crate::ops::dropout_scale_in;
+use crate::ops::exp_of;
 use crate::ops::log_softmax_rows;
 use crate::ops::nll_mean;
 use crate::tape::Tape;
@@ -231,8 +232,12 @@ pub fn manual_step<T: Float, R: Rng + ?Sized>(
     log_softmax_rows(s.data(), k, log_p.data_mut())?;
     let loss = nll_mean(log_p.data(), k, &data.labels)?;
 
-    // Backward: dS = (P − Y)/N.
-    let mut ds = log_p.map(|v| v.exp() * inv_n)?;
+    // Backward: dS = (P − Y)/N, with P = e^(log P) from the kernel the tape's log_softmax uses.
+    let p_rows = exp_of("manual_step", log_p.data())?;
+    let mut ds = Tensor::from_vec(p_rows, s.dims())?;
+    for v in ds.data_mut() {
+        *v *= inv_n;
+    }
     for (i, &y) in data.labels.iter().enumerate() {
         ds.data_mut()[i * k + y] -= inv_n;
     }

@@ -1,8 +1,10 @@
 //! Activation functions: `gelu`, `gelu_tanh`, `silu`, `softplus`, `leaky_relu`, `elu`, `hardtanh`.
 //!
-//! Each forward and backward is the formula of PyTorch's CPU kernel (`GeluKernel.cpp`,
-//! `Activation.cpp`), evaluated in the same order, one loop per function over a slice (so that a
-//! vectorised kernel can later take the slice instead). With Φ the standard normal CDF and φ its
+//! Each forward and backward is one loop per function over a slice. `gelu`, `gelu_tanh`,
+//! `softplus` and their derivatives are the vectorised kernels of `crate::kernels::vecmath` (within
+//! 1–2 ulp of the exact value, also where PyTorch's formulas cancel, e.g. gelu at x < −5); `silu`
+//! and `elu`'s derivative take σ and eˣ from them; the rest is the formula of PyTorch's CPU kernel
+//! (`Activation.cpp`), evaluated in the same order. With Φ the standard normal CDF and φ its
 //! density:
 //!
 //! | op | y | ∂L/∂x |
@@ -24,12 +26,11 @@
 
 use smallvec::smallvec;
 
-use super::elementwise::{
-    c, constant_of, each, each3, erf, exp_m1, invalid, ln_1p, map_slices, map_slices3,
-};
+use super::elementwise::{c, constant_of, each, each3, exp_m1, invalid, map_slices, map_slices3};
 use super::{Backward, BackwardCx, GraphCx, InputGrads, InputVars};
 use crate::element::Float;
 use crate::error::Result;
+use crate::kernels::vecmath;
 use crate::tape::Var;
 use crate::tensor::Tensor;
 
@@ -78,33 +79,18 @@ impl<T: Float> Activation<T> {
 
     /// y = f(x) over a slice.
     fn forward(self, x: &[T], y: &mut [T]) {
-        let (half, one) = (c::<T>(0.5), T::ONE);
         match self {
-            // x * 0.5 * (1 + erf(x * M_SQRT1_2))
-            Activation::Gelu => {
-                let alpha = c::<T>(SQRT_HALF);
-                each(x, y, |x| x * half * (one + erf(x * alpha)))
-            }
-            // 0.5 * x * (1 + tanh(kBeta * (x + kKappa * x³)))
-            Activation::GeluTanh => {
-                let (beta, kappa) = (c::<T>(SQRT_2_OVER_PI), c::<T>(KAPPA));
-                each(x, y, |x| {
-                    let inner = beta * (x + kappa * (x * x * x));
-                    half * x * (one + inner.tanh())
-                })
-            }
-            // x / (1 + exp(-x))
-            Activation::Silu => each(x, y, |x| x / (one + (-x).exp())),
-            // (x * beta) > threshold ? x : log1p(exp(x * beta)) / beta
-            Activation::Softplus { beta, threshold } => each(x, y, |x| {
-                let bx = x * beta;
-                let z = bx.exp();
-                if softplus_is_linear(bx, z, threshold) {
-                    x
-                } else {
-                    ln_1p(z) / beta
+            Activation::Gelu => vecmath::gelu(x, y),
+            Activation::GeluTanh => vecmath::gelu_tanh(x, y),
+            // x·σ(x) (PyTorch: x / (1 + exp(-x)), the same value within an ulp or so)
+            Activation::Silu => {
+                vecmath::sigmoid(x, y);
+                for (y, &x) in y.iter_mut().zip(x) {
+                    *y *= x;
                 }
-            }),
+            }
+            // (x * beta) > threshold ? x : log1p(exp(x * beta)) / beta
+            Activation::Softplus { beta, threshold } => vecmath::softplus(x, beta, threshold, y),
             // x > 0 ? x : x * slope
             Activation::LeakyRelu { slope } => {
                 each(x, y, |x| if x > T::ZERO { x } else { x * slope })
@@ -127,46 +113,21 @@ impl<T: Float> Activation<T> {
 
     /// dx over a slice, from x and g (and y, unused by these formulas).
     fn backward(self, x: &[T], y: &[T], g: &[T], dx: &mut [T]) {
-        let (half, one) = (c::<T>(0.5), T::ONE);
+        let one = T::ONE;
         match self {
-            Activation::Gelu => {
-                let (alpha, k) = (c::<T>(SQRT_HALF), c::<T>(INV_SQRT_2PI));
-                each3(x, y, g, dx, |x, _, g| {
-                    let cdf = half * (one + erf(x * alpha));
-                    let pdf = k * (x * x * c::<T>(-0.5)).exp();
-                    g * (cdf + x * pdf)
-                })
-            }
-            Activation::GeluTanh => {
-                let (beta, kappa) = (c::<T>(SQRT_2_OVER_PI), c::<T>(KAPPA));
-                let three = c::<T>(3.0);
-                each3(x, y, g, dx, |x, _, g| {
-                    let x_sq = x * x;
-                    let x_cube = x_sq * x;
-                    let inner = beta * (x + kappa * x_cube);
-                    let tanh_inner = inner.tanh();
-                    let left = half * x;
-                    let right = one + tanh_inner;
-                    let left_derivative = half * right;
-                    let tanh_derivative = one - tanh_inner * tanh_inner;
-                    let inner_derivative = beta * (one + three * kappa * x_sq);
-                    let right_derivative = left * tanh_derivative * inner_derivative;
-                    g * (left_derivative + right_derivative)
-                })
-            }
-            Activation::Silu => each3(x, y, g, dx, |x, _, g| {
-                let sigmoid = one / (one + (-x).exp());
-                g * sigmoid * (one + x * (one - sigmoid))
-            }),
-            Activation::Softplus { beta, threshold } => each3(x, y, g, dx, |x, _, g| {
-                let bx = x * beta;
-                let z = bx.exp();
-                if softplus_is_linear(bx, z, threshold) {
-                    g
-                } else {
-                    g * z / (z + one)
+            Activation::Gelu => vecmath::gelu_backward(x, g, dx),
+            Activation::GeluTanh => vecmath::gelu_tanh_backward(x, g, dx),
+            // g·σ(x)·(1 + x(1 − σ(x))), σ(x) computed into dx first.
+            Activation::Silu => {
+                vecmath::sigmoid(x, dx);
+                for ((d, &x), &g) in dx.iter_mut().zip(x).zip(g) {
+                    let sigmoid = *d;
+                    *d = g * sigmoid * (one + x * (one - sigmoid));
                 }
-            }),
+            }
+            Activation::Softplus { beta, threshold } => {
+                vecmath::softplus_backward(x, g, beta, threshold, dx)
+            }
             Activation::LeakyRelu { slope } => {
                 each3(
                     x,
@@ -181,9 +142,13 @@ impl<T: Float> Activation<T> {
             // x <= 0 ? g * alpha * exp(x) : g, written with the test `x > 0` so that a NaN x
             // takes the left branch and gives NaN (PyTorch's vectorised kernel does; its scalar
             // tail passes g).
-            Activation::Elu { alpha } => each3(x, y, g, dx, |x, _, g| {
-                if x > T::ZERO { g } else { g * alpha * x.exp() }
-            }),
+            // eˣ computed into dx first (it may overflow where x > 0; that branch does not use it).
+            Activation::Elu { alpha } => {
+                vecmath::exp(x, dx);
+                for ((d, &x), &g) in dx.iter_mut().zip(x).zip(g) {
+                    *d = if x > T::ZERO { g } else { g * alpha * *d };
+                }
+            }
             // (x <= min || x >= max) ? 0 : g, written as a test for the inside so that a NaN x
             // gets 0 (PyTorch's vectorised kernel does; its scalar tail passes g). A selection:
             // a NaN g outside does not leak through.

@@ -26,7 +26,6 @@
 //! the pairwise kernel; the (batch, head) slices run in parallel for large inputs, each computed
 //! exactly as it would be alone, so the results do not depend on the thread count.
 
-use std::any::Any;
 use std::sync::Arc;
 
 use rand::Rng;
@@ -41,6 +40,7 @@ use crate::error::{Error, Result};
 use crate::kernels::gemm::{MatRef, matmul_into};
 use crate::kernels::pool;
 use crate::kernels::sum::{dot, sum};
+use crate::kernels::vecmath;
 use crate::shape::Shape;
 use crate::tape::Var;
 use crate::tensor::{Tensor, parallel};
@@ -181,58 +181,17 @@ impl Geometry {
 /// `row[j] ← e^(row[j] − shift)` for every j.
 type ExpShifted<T> = fn(&mut [T], T);
 
-/// The exponential kernel for `T`: a vectorised polynomial for f32 (the softmax's hot loop), the
-/// standard library's `exp` for f64 (whose accuracy gradient checks rely on).
+/// The exponential kernel for `T`: the shift, then the vectorised exponential of
+/// `crate::kernels::vecmath` (within 1 ulp, f32 and f64).
 fn exp_shifted_kernel<T: Float>() -> ExpShifted<T> {
-    let fast: ExpShifted<f32> = exp_shifted_f32;
-    (&fast as &dyn Any)
-        .downcast_ref::<ExpShifted<T>>()
-        .copied()
-        .unwrap_or(exp_shifted_std::<T>)
+    exp_shifted::<T>
 }
 
-fn exp_shifted_std<T: Float>(row: &mut [T], shift: T) {
+fn exp_shifted<T: Float>(row: &mut [T], shift: T) {
     for x in row.iter_mut() {
-        *x = (*x - shift).exp();
+        *x -= shift;
     }
-}
-
-/// The f32 kernel, compiled for the best vector instructions the CPU has (chosen at run time).
-fn exp_shifted_f32(row: &mut [f32], shift: f32) {
-    pulp::Arch::new().dispatch(|| {
-        for x in row.iter_mut() {
-            *x = exp_f32(*x - shift);
-        }
-    });
-}
-
-/// e^x in f32 for x ≤ 88 (the softmax only asks for x ≤ 0), within 2 ulp: Cephes' `expf`,
-/// written without branches or calls so that it vectorises. x = n·ln 2 + r with n an integer and
-/// |r| ≤ ½ ln 2; e^r is a degree-7 polynomial; 2ⁿ is built in the exponent bits. Below
-/// ln(f32::MIN_POSITIVE) the result is 0 (e^−∞ = 0 exactly), and NaN stays NaN.
-#[inline(always)]
-fn exp_f32(x: f32) -> f32 {
-    const LOW: f32 = -87.336_55;
-    const HIGH: f32 = 88.0;
-    // 1.5·2²³: adding it leaves round(v) in the low mantissa bits, for |v| < 2²².
-    const ROUND: f32 = 12_582_912.0;
-    const LN2_HI: f32 = 0.693_359_4;
-    const LN2_LO: f32 = -2.121_944_4e-4;
-    // `clamp` keeps a NaN (unlike min/max).
-    let clamped = x.clamp(LOW, HIGH);
-    let t = clamped * std::f32::consts::LOG2_E + ROUND;
-    let n = t - ROUND;
-    let r = clamped - n * LN2_HI - n * LN2_LO;
-    let poly = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2)
-        * r
-        + 0.166_666_65)
-        * r
-        + 0.5;
-    let er = poly * (r * r) + r + 1.0;
-    // n + 127 in the exponent field is 2ⁿ (n ∈ [−126, 127] after the clamp).
-    let exponent = (t.to_bits() as i32 - ROUND.to_bits() as i32 + 127) << 23;
-    let y = er * f32::from_bits(exponent as u32);
-    if x < LOW { 0.0 } else { y }
+    vecmath::exp_in_place(row);
 }
 
 /// Softmax of one row in place, PyTorch's "safe" softmax: a row whose scores are all −∞ (or that
@@ -1093,30 +1052,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_f32_exponential_is_within_two_ulp() {
-        let mut worst = 0.0f64;
-        let mut x = -87.0f32;
-        while x <= 0.0 {
-            let got = exp_f32(x) as f64;
-            let want = (x as f64).exp();
-            let ulp = (want as f32).abs() as f64 * f32::EPSILON as f64;
-            worst = worst.max((got - want).abs() / ulp);
-            x += 0.000_731;
-        }
-        assert!(worst <= 2.0, "worst error {worst} ulp");
-        assert_eq!(exp_f32(f32::NEG_INFINITY), 0.0);
-        assert_eq!(exp_f32(-100.0), 0.0);
-        assert_eq!(exp_f32(0.0), 1.0);
-        assert!(exp_f32(f32::NAN).is_nan());
-    }
-
-    #[test]
-    fn the_kernel_is_chosen_by_type() {
-        let mut a = [0.5f32, -1.0];
+    fn the_shifted_exponential_is_within_one_ulp() {
+        // Against the f64 exponential (f32) and std's (f64), which are independent of the kernel.
+        let xs: Vec<f32> = (0..2000).map(|i| -87.0 + i as f32 * 0.0437).collect();
+        let mut a = xs.clone();
         exp_shifted_kernel::<f32>()(&mut a, 1.0);
-        assert_eq!(a, [exp_f32(-0.5), exp_f32(-2.0)]);
-        let mut b = [0.5f64, -1.0];
+        for (&x, &got) in xs.iter().zip(&a) {
+            let want = ((x - 1.0) as f64).exp();
+            // One ulp of the result, at least the subnormal spacing 2⁻¹⁴⁹ (results below 2⁻¹²⁶).
+            let ulp = ((want as f32).abs() as f64 * f32::EPSILON as f64).max(2f64.powi(-149));
+            assert!(
+                ((got as f64) - want).abs() <= ulp,
+                "e^({x} - 1): {got} vs {want}"
+            );
+        }
+        let mut b = [0.5f64, -1.0, f64::NEG_INFINITY];
         exp_shifted_kernel::<f64>()(&mut b, 1.0);
-        assert_eq!(b, [(-0.5f64).exp(), (-2.0f64).exp()]);
+        for (got, want) in b.iter().zip([(-0.5f64).exp(), (-2.0f64).exp(), 0.0]) {
+            assert!((got - want).abs() <= want * f64::EPSILON, "{got} vs {want}");
+        }
+        let mut c = [f32::NEG_INFINITY, f32::NAN, 0.0];
+        exp_shifted_kernel::<f32>()(&mut c, 0.0);
+        assert!(c[0] == 0.0 && c[1].is_nan() && c[2] == 1.0);
     }
 }

@@ -23,8 +23,9 @@
 //! [`Math::backward`]), so that a vectorised kernel (`crate::kernels::vecmath`) can replace the
 //! scalar function slice by slice. Large tensors are processed in fixed chunks on several threads.
 //!
-//! Functions the [`Float`] trait does not carry (sin, cos, log1p, expm1, erf, pow) are evaluated in
-//! the tensor's own precision: `f32` functions for `f32`, `f64` ones for `f64` (erf from `libm`).
+//! Functions the [`Float`] trait does not carry (sin, cos, log1p, expm1, pow) are evaluated in
+//! the tensor's own precision: `f32` functions for `f32`, `f64` ones for `f64`. `erf` and its
+//! derivative are the vectorised kernels of `crate::kernels::vecmath` (within 1 ulp).
 
 use rayon::prelude::*;
 use smallvec::smallvec;
@@ -32,6 +33,7 @@ use smallvec::smallvec;
 use super::{Backward, BackwardCx, GraphCx, InputGrads, InputVars, grad_if};
 use crate::element::Float;
 use crate::error::{Error, Result};
+use crate::kernels::vecmath;
 use crate::shape::{Shape, for_each_broadcast};
 use crate::tape::Var;
 use crate::tensor::{PARALLEL_CHUNK, Tensor, parallel};
@@ -72,12 +74,6 @@ pub(super) fn ln_1p<T: Float>(x: T) -> T {
 #[inline(always)]
 pub(super) fn exp_m1<T: Float>(x: T) -> T {
     in_own_precision(x, f32::exp_m1, f64::exp_m1)
-}
-
-/// The error function, from `libm` (pure Rust, within an ulp or so).
-#[inline(always)]
-pub(super) fn erf<T: Float>(x: T) -> T {
-    in_own_precision(x, libm::erff, libm::erf)
 }
 
 /// xᵉ as C's `pow` computes it (pow(x, 0) = 1 even for NaN x; pow(1, e) = 1).
@@ -243,7 +239,7 @@ impl Math {
             Math::Cos => each(x, y, cos),
             Math::Log1p => each(x, y, ln_1p),
             Math::Expm1 => each(x, y, exp_m1),
-            Math::Erf => each(x, y, erf),
+            Math::Erf => vecmath::erf(x, y),
         }
     }
 
@@ -267,11 +263,9 @@ impl Math {
             Math::Log1p => each3(x, y, g, dx, |x, _, g| g / (x + T::ONE)),
             // grad * (result + 1)
             Math::Expm1 => each3(x, y, g, dx, |_, y, g| g * (y + T::ONE)),
-            // 2 / sqrt(pi) * exp(-(self * self)) * grad
-            Math::Erf => {
-                let k = c::<T>(std::f64::consts::FRAC_2_SQRT_PI);
-                each3(x, y, g, dx, |x, _, g| k * (-(x * x)).exp() * g)
-            }
+            // 2 / sqrt(pi) * exp(-(self * self)) * grad, with −x² carried exactly into the
+            // exponential (PyTorch rounds it first: a relative error of up to ~x²·2⁻²⁴ in f32).
+            Math::Erf => vecmath::erf_backward(x, g, dx),
         }
     }
 }

@@ -17,11 +17,11 @@
 
 use smallvec::smallvec;
 
-use super::reduce_axis::{Extreme, Plan, map_along, map_along2, select_along};
+use super::reduce_axis::{Extreme, Plan, map_along, select_along};
 use super::{Backward, BackwardCx, GraphCx, InputGrads, InputVars};
 use crate::element::Float;
 use crate::error::Result;
-use crate::kernels::pool;
+use crate::kernels::{pool, vecmath};
 use crate::tape::Var;
 use crate::tensor::{Tensor, reduce_middle};
 
@@ -54,9 +54,8 @@ fn logsumexp_along<T: Float>(x: &Tensor<T>, plan: &Plan) -> Result<Tensor<T>> {
         }
     }
     let mut exps = Tensor::overwritable(op, x.shape().clone())?;
-    map_along(x.data(), shift.data(), plan, exps.data_mut(), |x, m| {
-        (x - m).exp()
-    });
+    map_along(x.data(), shift.data(), plan, exps.data_mut(), |x, m| x - m);
+    vecmath::exp_in_place(exps.data_mut());
     reduce_middle(
         exps.data(),
         plan.outer,
@@ -107,15 +106,14 @@ struct LogSumExpBackward {
 impl<T: Float> Backward<T> for LogSumExpBackward {
     fn backward(&self, cx: &BackwardCx<'_, T>, g: &Tensor<T>) -> Result<InputGrads<T>> {
         let x = cx.input(0);
+        // e^(x − y) through the vectorised kernel, then times g.
+        let mut softmax = pool::try_dirty::<T>("logsumexp", x.numel())?;
+        let y = cx.output();
+        map_along(x.data(), y.data(), &self.plan, &mut softmax, |x, y| x - y);
+        vecmath::exp_in_place(&mut softmax);
         let mut dx = Tensor::overwritable("logsumexp", x.shape().clone())?;
-        map_along2(
-            x.data(),
-            g.data(),
-            cx.output().data(),
-            &self.plan,
-            dx.data_mut(),
-            |x, g, y| g * (x - y).exp(),
-        );
+        map_along(&softmax, g.data(), &self.plan, dx.data_mut(), |e, g| g * e);
+        pool::recycle(softmax);
         Ok(smallvec![Some(dx)])
     }
 

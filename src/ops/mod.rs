@@ -76,6 +76,7 @@ pub(crate) use nll::nll_mean;
 pub use nll::{CrossEntropyOptions, NllOptions, Reduction};
 pub use norm::RunningStats;
 pub use pool::{AvgPool2dOptions, MaxPool2dOptions};
+pub(crate) use softmax::exp_of;
 pub(crate) use softmax::log_softmax_rows;
 pub use vector_norm::NormOrd;
 

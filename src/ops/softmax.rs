@@ -30,8 +30,8 @@ use smallvec::smallvec;
 use super::{Backward, BackwardCx, GraphCx, InputGrads, InputVars};
 use crate::element::Float;
 use crate::error::{Error, Result};
-use crate::kernels::pool;
 use crate::kernels::sum::{dot, sum, sum_rows};
+use crate::kernels::{pool, vecmath};
 use crate::tape::Var;
 use crate::tensor::Tensor;
 
@@ -68,27 +68,44 @@ impl Slabs {
     }
 }
 
+/// `out[i] = x[i] − max(row of i)` for every row of length `n` (NaN-ignoring max, as PyTorch's).
+fn shift_rows<T: Float>(x: &[T], n: usize, out: &mut [T]) {
+    for (row, out_row) in x.chunks_exact(n).zip(out.chunks_exact_mut(n)) {
+        let max = row.iter().copied().fold(T::NEG_INFINITY, T::max);
+        for (o, &v) in out_row.iter_mut().zip(row) {
+            *o = v - max;
+        }
+    }
+}
+
 /// Row-wise log-softmax of `x`, whose rows have length `n`, into `out`, as PyTorch computes it:
 /// (xᵢ − m) − log Σⱼ e^(xⱼ − m). Subtracting log Σ last (rather than m + log Σ at once) keeps
 /// the rounding at the scale of xᵢ − m, not of m: for the row [1000, 1001, 1002] in f32 that is the
-/// difference between an error of 1e-5 and none. The Σ is the crate's pairwise sum.
+/// difference between an error of 1e-5 and none. The Σ is the crate's pairwise sum; the
+/// exponentials are one call of the vectorised kernel over the whole tensor.
 pub(crate) fn log_softmax_rows<T: Float>(x: &[T], n: usize, out: &mut [T]) -> Result<()> {
     if n == 0 {
         return Ok(());
     }
-    let mut exps = pool::try_dirty::<T>("log_softmax", n)?;
-    for (row, out_row) in x.chunks_exact(n).zip(out.chunks_exact_mut(n)) {
-        let max = row.iter().copied().fold(T::NEG_INFINITY, T::max);
-        for ((o, e), &v) in out_row.iter_mut().zip(exps.iter_mut()).zip(row) {
-            *o = v - max;
-            *e = o.exp();
-        }
-        let log_sum = sum(&exps).ln();
+    shift_rows(x, n, out);
+    let mut exps = pool::try_dirty::<T>("log_softmax", out.len())?;
+    vecmath::exp(out, &mut exps);
+    for (out_row, exp_row) in out.chunks_exact_mut(n).zip(exps.chunks_exact(n)) {
+        let log_sum = sum(exp_row).ln();
         for o in out_row.iter_mut() {
             *o -= log_sum;
         }
     }
+    pool::recycle(exps);
     Ok(())
+}
+
+/// e^y for a whole tensor into a pooled buffer: p = softmax(x) from y = log_softmax(x), as the
+/// backward of `log_softmax` (and the hand-written gradients of `crate::lesson`) compute it.
+pub(crate) fn exp_of<T: Float>(op: &'static str, y: &[T]) -> Result<Vec<T>> {
+    let mut p = pool::try_dirty::<T>(op, y.len())?;
+    vecmath::exp(y, &mut p);
+    Ok(p)
 }
 
 /// Row-wise softmax, as PyTorch computes it: e^(xᵢ − m) · (1 / Σⱼ e^(xⱼ − m)).
@@ -96,11 +113,9 @@ fn softmax_rows<T: Float>(x: &[T], n: usize, out: &mut [T]) {
     if n == 0 {
         return;
     }
-    for (row, out_row) in x.chunks_exact(n).zip(out.chunks_exact_mut(n)) {
-        let max = row.iter().copied().fold(T::NEG_INFINITY, T::max);
-        for (o, &v) in out_row.iter_mut().zip(row) {
-            *o = (v - max).exp();
-        }
+    shift_rows(x, n, out);
+    vecmath::exp_in_place(out);
+    for out_row in out.chunks_exact_mut(n) {
         let inv = T::ONE / sum(out_row);
         for o in out_row.iter_mut() {
             *o *= inv;
@@ -126,16 +141,15 @@ fn softmax_columns<T: Float>(x: &[T], s: Slabs, log: bool, out: &mut [T]) -> Res
     let mut exps = pool::try_dirty::<T>(op, s.size())?;
     for (slab, out_slab) in x.chunks_exact(s.size()).zip(out.chunks_exact_mut(s.size())) {
         column_max(slab, s.inner, &mut max);
-        for ((o_row, e_row), row) in out_slab
+        for (o_row, row) in out_slab
             .chunks_exact_mut(s.inner)
-            .zip(exps.chunks_exact_mut(s.inner))
             .zip(slab.chunks_exact(s.inner))
         {
-            for (((o, e), &v), &m) in o_row.iter_mut().zip(e_row.iter_mut()).zip(row).zip(&max) {
+            for ((o, &v), &m) in o_row.iter_mut().zip(row).zip(&max) {
                 *o = v - m;
-                *e = o.exp();
             }
         }
+        vecmath::exp(out_slab, &mut exps);
         sum_rows(&exps, s.len, s.inner, &mut sums)?;
         // log Σ for the log-softmax, 1/Σ for the softmax: once per column.
         for total in sums.iter_mut() {
@@ -156,6 +170,7 @@ fn softmax_columns<T: Float>(x: &[T], s: Slabs, log: bool, out: &mut [T]) -> Res
             }
         }
     }
+    pool::recycle(exps);
     Ok(())
 }
 
@@ -242,12 +257,14 @@ impl<T: Float> Backward<T> for LogSoftmaxBackward {
     fn backward(&self, cx: &BackwardCx<'_, T>, g: &Tensor<T>) -> Result<InputGrads<T>> {
         let s = self.slabs;
         let mut dx = g.try_clone()?;
-        let y = cx.output().data();
+        // p = e^y, the softmax, for the whole tensor at once.
+        let p = exp_of("log_softmax", cx.output().data())?;
+        let y = &p[..];
         if s.inner == 1 && s.len > 0 {
-            for (dx_row, y_row) in dx.data_mut().chunks_mut(s.len).zip(y.chunks(s.len)) {
+            for (dx_row, p_row) in dx.data_mut().chunks_mut(s.len).zip(y.chunks(s.len)) {
                 let total = sum(dx_row);
-                for (d, &yi) in dx_row.iter_mut().zip(y_row) {
-                    *d -= yi.exp() * total;
+                for (d, &pi) in dx_row.iter_mut().zip(p_row) {
+                    *d -= pi * total;
                 }
             }
         } else if s.size() > 0 {
@@ -258,16 +275,17 @@ impl<T: Float> Backward<T> for LogSoftmaxBackward {
                 .zip(y.chunks_exact(s.size()))
             {
                 sum_rows(dx_slab, s.len, s.inner, &mut totals)?;
-                for (d_row, y_row) in dx_slab
+                for (d_row, p_row) in dx_slab
                     .chunks_exact_mut(s.inner)
                     .zip(y_slab.chunks_exact(s.inner))
                 {
-                    for ((d, &yi), &total) in d_row.iter_mut().zip(y_row).zip(&totals) {
-                        *d -= yi.exp() * total;
+                    for ((d, &pi), &total) in d_row.iter_mut().zip(p_row).zip(&totals) {
+                        *d -= pi * total;
                     }
                 }
             }
         }
+        pool::recycle(p);
         Ok(smallvec![Some(dx)])
     }
 

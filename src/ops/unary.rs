@@ -9,12 +9,17 @@
 //! | `log` | ln x | 1/x |
 //! | `tanh` | tanh x | 1 − y² |
 //! | `sigmoid` | 1/(1 + e⁻ˣ) | y(1 − y) |
+//!
+//! The forwards are the vectorised kernels of `crate::kernels::vecmath` (within 1 ulp); the
+//! backwards need no transcendental function and are plain loops the compiler vectorises.
 
 use smallvec::smallvec;
 
+use super::elementwise::{each3, map_slices3};
 use super::{Backward, BackwardCx, GraphCx, InputGrads, InputVars};
 use crate::element::Float;
 use crate::error::Result;
+use crate::kernels::vecmath;
 use crate::tape::Var;
 use crate::tensor::Tensor;
 
@@ -36,34 +41,32 @@ impl Unary {
         }
     }
 
-    fn forward<T: Float>(self, x: T) -> T {
+    /// y = f(x) over a whole tensor (the kernels split large ones over threads themselves).
+    fn forward<T: Float>(self, x: &[T], y: &mut [T]) {
         match self {
-            Unary::Exp => x.exp(),
-            Unary::Log => x.ln(),
-            Unary::Tanh => x.tanh(),
-            // Written so that neither branch overflows: e^(-|x|) ≤ 1.
-            Unary::Sigmoid if x >= T::ZERO => T::ONE / (T::ONE + (-x).exp()),
-            Unary::Sigmoid => {
-                let e = x.exp();
-                e / (T::ONE + e)
-            }
+            Unary::Exp => vecmath::exp(x, y),
+            Unary::Log => vecmath::log(x, y),
+            Unary::Tanh => vecmath::tanh(x, y),
+            Unary::Sigmoid => vecmath::sigmoid(x, y),
         }
     }
 
-    /// dy/dx from x and y.
-    fn derivative<T: Float>(self, x: T, y: T) -> T {
+    /// dx = g · dy/dx over a slice, from x and y: one loop per function.
+    fn backward<T: Float>(self, x: &[T], y: &[T], g: &[T], dx: &mut [T]) {
         match self {
-            Unary::Exp => y,
-            Unary::Log => T::ONE / x,
-            Unary::Tanh => T::ONE - y * y,
-            Unary::Sigmoid => y * (T::ONE - y),
+            Unary::Exp => each3(x, y, g, dx, |_, y, g| g * y),
+            Unary::Log => each3(x, y, g, dx, |x, _, g| g * (T::ONE / x)),
+            Unary::Tanh => each3(x, y, g, dx, |_, y, g| g * (T::ONE - y * y)),
+            Unary::Sigmoid => each3(x, y, g, dx, |_, y, g| g * (y * (T::ONE - y))),
         }
     }
 }
 
 impl<'t, T: Float> Var<'t, T> {
     fn unary(self, op: Unary) -> Result<Var<'t, T>> {
-        let value = self.value().map(|x| op.forward(x))?;
+        let x = self.value();
+        let mut value = Tensor::overwritable(op.name(), x.shape().clone())?;
+        op.forward(x.data(), value.data_mut());
         Ok(self
             .tape
             .record(op.name(), value, &[self], || UnaryBackward(op)))
@@ -104,11 +107,10 @@ struct UnaryBackward(Unary);
 
 impl<T: Float> Backward<T> for UnaryBackward {
     fn backward(&self, cx: &BackwardCx<'_, T>, g: &Tensor<T>) -> Result<InputGrads<T>> {
-        let (x, y) = (cx.input(0).data(), cx.output().data());
-        let mut dx = Tensor::overwritable(self.0.name(), g.shape().clone())?;
-        for (((d, &g), &x), &y) in dx.data_mut().iter_mut().zip(g.data()).zip(x).zip(y) {
-            *d = g * self.0.derivative(x, y);
-        }
+        let f = self.0;
+        let dx = map_slices3(f.name(), cx.input(0), cx.output(), g, |x, y, g, dx| {
+            f.backward(x, y, g, dx)
+        })?;
         Ok(smallvec![Some(dx)])
     }
 
