@@ -237,7 +237,7 @@ fn conv2d_64x3x32x32() -> Result<Measured> {
             Some(tape.param(&p[2])),
             tapegrad::Conv2dOptions::default().padding(1),
         )?;
-        black_box(out.sum()?.backward()?);
+        let _ = black_box(out.sum()?.backward()?);
         Ok(())
     })?;
     Ok(Measured {
@@ -260,7 +260,7 @@ fn layer_norm_4096x768() -> Result<Measured> {
             Some(tape.param(&p[2])),
             1e-5,
         )?;
-        black_box(out.mul(tape.param(&p[3]))?.sum()?.backward()?);
+        let _ = black_box(out.mul(tape.param(&p[3]))?.sum()?.backward()?);
         Ok(())
     })?;
     Ok(Measured {
@@ -287,7 +287,7 @@ fn attention_8x4x128x32() -> Result<Measured> {
             0.0,
             &mut rng,
         )?;
-        black_box(out.sum()?.backward()?);
+        let _ = black_box(out.sum()?.backward()?);
         Ok(())
     })?;
     Ok(Measured {
@@ -302,7 +302,7 @@ fn bmm_64x128x64x128() -> Result<Measured> {
     let p = params(&[&[64, 128, 64], &[64, 64, 128]], &mut rng)?;
     let us = time_steps(5, 20, || {
         let tape = Tape::no_grad();
-        black_box(tape.param(&p[0]).matmul(tape.param(&p[1]))?);
+        let _ = black_box(tape.param(&p[0]).matmul(tape.param(&p[1]))?);
         Ok(())
     })?;
     let flops = 2.0 * 64.0 * 128.0 * 64.0 * 128.0;
