@@ -30,6 +30,13 @@ use tapegrad::nn::{Context, CrossEntropyLoss, Dropout, Forward, Linear, Module, 
 use tapegrad::optim::{Optimizer, Sgd, SgdConfig};
 use tapegrad::{BackwardOptions, Result, Tape, Tensor};
 
+#[path = "digits_cnn/model.rs"]
+mod digits_cnn_model;
+#[path = "gpt/model.rs"]
+mod gpt_model;
+#[path = "makemore/model.rs"]
+mod makemore_model;
+
 /// What one workload reports.
 struct Measured {
     us_per_step: f64,
@@ -504,6 +511,114 @@ fn summation_accuracy() -> Result<()> {
     Ok(())
 }
 
+/// One SGD step (lr 0.1) of the makemore model (`examples/makemore/`) on a fixed random batch of
+/// 32 contexts: forward, cross-entropy, backward, update.
+fn makemore_step() -> Result<Measured> {
+    use makemore_model::{BATCH, CONTEXT, Makemore, VOCAB};
+    use rand::RngExt;
+    let mut rng = Pcg64::seed_from_u64(0);
+    let model = Makemore::new(&mut rng)?;
+    let x: Vec<usize> = (0..BATCH * CONTEXT)
+        .map(|_| rng.random_range(0..VOCAB))
+        .collect();
+    let y: Vec<usize> = (0..BATCH).map(|_| rng.random_range(0..VOCAB)).collect();
+    let mut sgd = Sgd::new(
+        model.named_params(),
+        SgdConfig {
+            lr: 0.1,
+            ..SgdConfig::default()
+        },
+    )?;
+    let us = time_steps(20, 200, || {
+        let tape = Tape::new();
+        let grads = model.forward(&tape, &x)?.cross_entropy(&y)?.backward()?;
+        sgd.step(&grads)
+    })?;
+    Ok(Measured {
+        us_per_step: us,
+        extra: vec![],
+    })
+}
+
+/// One Adam step (lr 1e-3) of the digits CNN (`examples/digits_cnn/`) in training mode (dropout
+/// on) on a fixed random batch of 64 images.
+fn digits_cnn_step() -> Result<Measured> {
+    use rand::RngExt;
+    let mut rng = Pcg64::seed_from_u64(0);
+    let model = digits_cnn_model::DigitsCnn::new(&mut rng)?;
+    let x = Tensor::normal(&[64, 64], 0.0, 1.0, &mut rng)?;
+    let y: Vec<usize> = (0..64).map(|_| rng.random_range(0..10)).collect();
+    let mut adam =
+        tapegrad::optim::Adam::new(model.named_params(), tapegrad::optim::AdamConfig::default())?;
+    let us = time_steps(5, 20, || {
+        let tape = Tape::new();
+        let logits = model.forward(
+            &tape,
+            &mut Context::train(&mut rng),
+            tape.constant(x.clone()),
+        )?;
+        let grads = logits.cross_entropy(&y)?.backward()?;
+        adam.step(&grads)
+    })?;
+    Ok(Measured {
+        us_per_step: us,
+        extra: vec![],
+    })
+}
+
+/// One training step of the GPT of `examples/gpt/` (vocabulary 65, context 128, 4 layers of 4
+/// heads and 128 dimensions, dropout 0.1) on a fixed random batch of 16 windows: forward,
+/// backward, `clip_grad_norm` to 1, AdamW (lr 1e-3, betas (0.9, 0.99), weight decay 0.1 on every
+/// parameter, as the PyTorch reference does).
+fn gpt_step() -> Result<Measured> {
+    use gpt_model::{Gpt, GptConfig};
+    use rand::RngExt;
+    let (vocab, block, batch) = (65, 128, 16);
+    let mut rng = Pcg64::seed_from_u64(0);
+    let config = GptConfig {
+        vocab,
+        block,
+        layers: 4,
+        heads: 4,
+        embed: 128,
+        dropout: 0.1,
+    };
+    let model = Gpt::<f32>::new(config, &mut rng)?;
+    let ids: Vec<usize> = (0..batch * block)
+        .map(|_| rng.random_range(0..vocab))
+        .collect();
+    let ids = tapegrad::Indices::new(&ids, &[batch, block])?;
+    let targets: Vec<usize> = (0..batch * block)
+        .map(|_| rng.random_range(0..vocab))
+        .collect();
+    let mut adamw = tapegrad::optim::Adam::new(
+        model.named_params(),
+        tapegrad::optim::AdamConfig {
+            lr: 1e-3,
+            betas: (0.9, 0.99),
+            weight_decay: 0.1,
+            ..tapegrad::optim::AdamConfig::adamw()
+        },
+    )?;
+    let us = time_steps(2, 3, || {
+        let tape = Tape::new();
+        let logits = model.forward(&mut Context::train(&mut rng), &tape, &ids)?;
+        let mut grads = logits
+            .reshape(&[batch * block, vocab])?
+            .cross_entropy(&targets)?
+            .backward()?;
+        tapegrad::optim::clip_grad_norm(&mut grads, adamw.params(), 1.0, 2.0, false)?;
+        adamw.step(&grads)
+    })?;
+    Ok(Measured {
+        us_per_step: us,
+        extra: vec![format!(
+            "\"tokens_per_s\": {:.0}",
+            (batch * block) as f64 / (us * 1e-6)
+        )],
+    })
+}
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let flag = |name: &str| {
@@ -520,7 +635,7 @@ fn main() -> Result<()> {
     let only = flag("--only");
 
     type Workload = (&'static str, fn() -> Result<Measured>);
-    let workloads: [Workload; 11] = [
+    let workloads: [Workload; 14] = [
         ("seed_manual_200", seed_manual),
         ("seed_autograd_200", || {
             train_steps(128, &[20, 64, 5], 0.5, 20, 200)
@@ -538,6 +653,9 @@ fn main() -> Result<()> {
         ("attention_8x4x128x32", attention_8x4x128x32),
         ("bmm_64x128x64x128", bmm_64x128x64x128),
         ("tanh_256x256", tanh_256x256),
+        ("makemore_step", makemore_step),
+        ("digits_cnn_step", digits_cnn_step),
+        ("gpt_step", gpt_step),
     ];
     if args.iter().any(|a| a == "--accuracy") {
         return summation_accuracy();
