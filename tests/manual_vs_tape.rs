@@ -1,11 +1,11 @@
 //! The lesson's MLP trained twice from the same seed — with gradients derived by hand, and on the
 //! tape — must agree at every step: same masks, same gradients, same losses.
 //!
-//! Model: Z1 = X·W1 + b1, H1 = relu(Z1), H1d = m ⊙ H1 / (1 − p), S = H1d·W2 + b2,
+//! Model: Z1 = X·W1 + b1, H1 = relu(Z1), D1 = m ⊙ H1 / (1 − p), S = D1·W2 + b2,
 //! loss = mean cross-entropy(S, y). The hand-derived backward, written out below with plain loops:
 //!
 //! dS  = (P − Y)/N                 (softmax cross-entropy; P = softmax(S), Y one-hot)
-//! dW2 = H1dᵀ·dS,  db2 = Σ_rows dS
+//! dW2 = D1ᵀ·dS,  db2 = Σ_rows dS
 //! dH1 = m ⊙ (dS·W2ᵀ)/(1 − p)      (dropout: the same mask, the same scale)
 //! dZ1 = dH1 ⊙ [Z1 > 0]            (ReLU)
 //! dW1 = Xᵀ·dZ1,   db1 = Σ_rows dZ1
