@@ -536,8 +536,14 @@ fn makemore_step() -> Result<Measured> {
     })?;
     Ok(Measured {
         us_per_step: us,
-        extra: vec![],
+        extra: vec![peak_rss_field()],
     })
+}
+
+/// The process's peak resident memory as a JSON field (meaningful when the workload runs alone,
+/// `--only NAME`, as `benches/compare.py` runs it).
+fn peak_rss_field() -> String {
+    format!("\"peak_rss_kib\": {}", rss_kib().1)
 }
 
 /// One Adam step (lr 1e-3) of the digits CNN (`examples/digits_cnn/`) in training mode (dropout
@@ -562,7 +568,7 @@ fn digits_cnn_step() -> Result<Measured> {
     })?;
     Ok(Measured {
         us_per_step: us,
-        extra: vec![],
+        extra: vec![peak_rss_field()],
     })
 }
 
@@ -612,10 +618,13 @@ fn gpt_step() -> Result<Measured> {
     })?;
     Ok(Measured {
         us_per_step: us,
-        extra: vec![format!(
-            "\"tokens_per_s\": {:.0}",
-            (batch * block) as f64 / (us * 1e-6)
-        )],
+        extra: vec![
+            format!(
+                "\"tokens_per_s\": {:.0}",
+                (batch * block) as f64 / (us * 1e-6)
+            ),
+            peak_rss_field(),
+        ],
     })
 }
 
