@@ -21,6 +21,7 @@
 //! `--accuracy` to print the summation kernel's relative error against an f64 sum instead.
 
 use std::hint::black_box;
+use std::sync::Arc;
 use std::time::Instant;
 
 use rand::SeedableRng;
@@ -148,7 +149,8 @@ fn mlp(dims: &[usize], p: f64, rng: &mut Pcg64) -> Result<Sequential<f32>> {
 /// Steps of Sequential + CrossEntropyLoss + SGD on random data, with RSS after step 2 and at the end.
 fn train_steps(n: usize, dims: &[usize], lr: f64, warmup: usize, steps: usize) -> Result<Measured> {
     let mut rng = Pcg64::seed_from_u64(0);
-    let x = Tensor::<f32>::normal(&[n, dims[0]], 0.0, 1.0, &mut rng)?;
+    // Shared with each step's tape, not copied (as the peers use one tensor for every step).
+    let x = Arc::new(Tensor::<f32>::normal(&[n, dims[0]], 0.0, 1.0, &mut rng)?);
     let classes = *dims.last().expect("dims has an output size");
     let labels: Vec<usize> = (0..n).map(|i| (i * 7 + 3) % classes).collect();
     let model = mlp(dims, 0.5, &mut rng)?;
@@ -162,7 +164,10 @@ fn train_steps(n: usize, dims: &[usize], lr: f64, warmup: usize, steps: usize) -
     let loss_fn = CrossEntropyLoss::default();
     let mut step = || -> Result<()> {
         let tape = Tape::new();
-        let logits = model.forward(&mut Context::train(&mut rng), tape.constant(x.clone()))?;
+        let logits = model.forward(
+            &mut Context::train(&mut rng),
+            tape.constant_shared(Arc::clone(&x)),
+        )?;
         let loss = loss_fn.forward(logits, &labels)?;
         let grads = loss.backward()?;
         drop(tape);
@@ -254,11 +259,12 @@ fn conv2d_64x3x32x32() -> Result<Measured> {
 }
 
 /// `(F.layer_norm(x [4096,768], (768,), w, b, 1e-5) * g).sum()`, forward + backward to x, w, b.
-/// `g` is a fixed random tensor; it enters the tape as a parameter (so that it is shared, not
-/// copied, each step), which also computes a gradient for it that the peers do not: a cost to us.
+/// `g` is a fixed random tensor, shared with each step's tape as a constant (no copy, no gradient),
+/// as in the peers.
 fn layer_norm_4096x768() -> Result<Measured> {
     let mut rng = Pcg64::seed_from_u64(0);
-    let p = params(&[&[4096, 768], &[768], &[768], &[4096, 768]], &mut rng)?;
+    let p = params(&[&[4096, 768], &[768], &[768]], &mut rng)?;
+    let g = Arc::new(Tensor::<f32>::normal(&[4096, 768], 0.0, 1.0, &mut rng)?);
     let us = time_steps(3, 10, || {
         let tape = Tape::new();
         let out = tape.param(&p[0]).layer_norm(
@@ -267,7 +273,8 @@ fn layer_norm_4096x768() -> Result<Measured> {
             Some(tape.param(&p[2])),
             1e-5,
         )?;
-        let _ = black_box(out.mul(tape.param(&p[3]))?.sum()?.backward()?);
+        let loss = out.mul(tape.constant_shared(Arc::clone(&g)))?.sum()?;
+        let _ = black_box(loss.backward()?);
         Ok(())
     })?;
     Ok(Measured {
@@ -552,7 +559,7 @@ fn digits_cnn_step() -> Result<Measured> {
     use rand::RngExt;
     let mut rng = Pcg64::seed_from_u64(0);
     let model = digits_cnn_model::DigitsCnn::new(&mut rng)?;
-    let x = Tensor::normal(&[64, 64], 0.0, 1.0, &mut rng)?;
+    let x = Arc::new(Tensor::normal(&[64, 64], 0.0, 1.0, &mut rng)?);
     let y: Vec<usize> = (0..64).map(|_| rng.random_range(0..10)).collect();
     let mut adam =
         tapegrad::optim::Adam::new(model.named_params(), tapegrad::optim::AdamConfig::default())?;
@@ -561,7 +568,7 @@ fn digits_cnn_step() -> Result<Measured> {
         let logits = model.forward(
             &tape,
             &mut Context::train(&mut rng),
-            tape.constant(x.clone()),
+            tape.constant_shared(Arc::clone(&x)),
         )?;
         let grads = logits.cross_entropy(&y)?.backward()?;
         adam.step(&grads)

@@ -254,6 +254,32 @@ impl BitMask {
         self.apply_as(x, scale, true, out)
     }
 
+    /// [`BitMask::apply`] (`exact_zero` false) or [`BitMask::select`] (true) with `x` as its own
+    /// output: each 64-element chunk is copied to the stack and written back masked.
+    pub(crate) fn apply_in_place<T: crate::Float>(
+        &self,
+        x: &mut [T],
+        scale: T,
+        exact_zero: bool,
+    ) -> crate::Result<()> {
+        if x.len() != self.len {
+            return Err(crate::Error::MaskLength {
+                op: "BitMask::apply",
+                mask_len: self.len,
+                shape: crate::Shape::new(&[x.len()])?,
+            });
+        }
+        if crate::tensor::parallel(x.len()) {
+            self.words
+                .par_chunks(WORDS_PER_CHUNK)
+                .zip(x.par_chunks_mut(MASK_CHUNK))
+                .for_each(|(words, xs)| apply_words_in_place(words, xs, scale, exact_zero));
+        } else {
+            apply_words_in_place(&self.words, x, scale, exact_zero);
+        }
+        Ok(())
+    }
+
     fn apply_as<T: crate::Float>(
         &self,
         x: &[T],
@@ -297,6 +323,16 @@ fn keep_threshold(keep_prob: f64) -> u64 {
 fn apply_words<T: crate::Float>(words: &[u64], x: &[T], scale: T, exact_zero: bool, out: &mut [T]) {
     for ((&word, xs), outs) in words.iter().zip(x.chunks(64)).zip(out.chunks_mut(64)) {
         T::apply_mask_word(word, xs, scale, exact_zero, outs);
+    }
+}
+
+/// [`apply_words`] with `x` as its own output, one 64-element chunk at a time through the stack.
+fn apply_words_in_place<T: crate::Float>(words: &[u64], x: &mut [T], scale: T, exact_zero: bool) {
+    let mut chunk = [T::ZERO; 64];
+    for (&word, xs) in words.iter().zip(x.chunks_mut(64)) {
+        let copy = &mut chunk[..xs.len()];
+        copy.copy_from_slice(xs);
+        T::apply_mask_word(word, copy, scale, exact_zero, xs);
     }
 }
 

@@ -182,8 +182,21 @@ impl<T: Float> Tape<T> {
         self.push_leaf(Arc::new(value), NodeKind::Constant, false)
     }
 
-    /// Records a shared value that needs no gradient (a buffer's snapshot), without copying it.
-    pub(crate) fn constant_shared(&self, value: Arc<Tensor<T>>) -> Var<'_, T> {
+    /// Records a shared value that needs no gradient, without copying it: a batch reused over
+    /// several steps, or a buffer's snapshot. The tape holds one more reference to the same data.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use tapegrad::{Tape, Tensor};
+    /// let batch = Arc::new(Tensor::<f32>::ones(&[2, 3])?);
+    /// for _ in 0..2 {
+    ///     let tape = Tape::new();
+    ///     let x = tape.constant_shared(Arc::clone(&batch));
+    ///     assert!(Arc::ptr_eq(&x.value(), &batch));
+    /// }
+    /// # Ok::<(), tapegrad::Error>(())
+    /// ```
+    pub fn constant_shared(&self, value: Arc<Tensor<T>>) -> Var<'_, T> {
         self.push_leaf(value, NodeKind::Constant, false)
     }
 
@@ -373,7 +386,9 @@ impl<T: Float> Tape<T> {
         grads[root.index()] = Some(seed);
         let mut trace = options.trace.then(BackwardTrace::default);
         for id in (0..=root.index()).rev() {
-            let Some(grad) = &grads[id] else { continue };
+            if grads[id].is_none() {
+                continue;
+            }
             let Some(rule) = self.rule_of(id) else {
                 continue;
             };
@@ -382,11 +397,23 @@ impl<T: Float> Tape<T> {
                 output: &rule.output,
                 needs: &rule.needs,
             };
-            let input_grads = rule.op.backward(&cx, grad)?;
+            let start_step = |grad: &Tensor<T>| {
+                trace
+                    .as_ref()
+                    .map(|_| TraceStep::new(NodeId(id as u32), rule.name, grad))
+            };
+            let (input_grads, mut step) = if options.keep_intermediate {
+                let Some(grad) = &grads[id] else { continue };
+                (rule.op.backward(&cx, grad)?, start_step(grad))
+            } else {
+                // The gradient is passed on and not kept: the rule may reuse its buffer.
+                let Some(grad) = grads[id].take() else {
+                    continue;
+                };
+                let step = start_step(&grad);
+                (rule.op.backward_owned(&cx, grad)?, step)
+            };
             rule.check_count(input_grads.len())?;
-            let mut step = trace
-                .as_ref()
-                .map(|_| TraceStep::new(NodeId(id as u32), rule.name, grad));
             for (k, grad) in input_grads.into_iter().enumerate() {
                 let (Some(grad), true) = (grad, rule.needs[k]) else {
                     continue;
@@ -408,10 +435,6 @@ impl<T: Float> Tape<T> {
             }
             if let (Some(trace), Some(step)) = (trace.as_mut(), step) {
                 trace.steps.push(step);
-            }
-            if !options.keep_intermediate {
-                // Passed on to every input: an op's own gradient is no longer needed.
-                grads[id] = None;
             }
         }
         drop(walk);

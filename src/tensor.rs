@@ -341,6 +341,17 @@ impl<T: Float> Tensor<T> {
         Ok(out)
     }
 
+    /// [`Tensor::sum_to`] of a tensor no longer needed: when it already has the target shape it is
+    /// returned as it is, not copied (the common case of a backward rule whose operands did not
+    /// broadcast).
+    pub(crate) fn into_sum_to(self, target: &Shape) -> Result<Self> {
+        if &self.shape == target {
+            Ok(self)
+        } else {
+            self.sum_to(target)
+        }
+    }
+
     /// Sums a (broadcast) tensor down to `target`, the shape it was broadcast from.
     ///
     /// This is the gradient of broadcasting, in one place: every axis along which an operand was

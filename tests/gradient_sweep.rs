@@ -227,6 +227,11 @@ fn matmul_and_losses_over_sizes() {
             |v, _| v[0].matmul_t(v[1]),
             "matmul_t",
         );
+        check(
+            vec![randn(&[m, k], 7), randn(&[n, k], 8), randn(&[n], 9)],
+            |v, _| v[0].linear(v[1], Some(v[2])),
+            "linear",
+        );
     }
     for (n, c) in [(1, 1), (1, 4), (3, 2), (5, 4)] {
         let labels: Vec<usize> = (0..n).map(|i| (i * 3 + 1) % c).collect();

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Golden, assert_close, randn};
+use common::{Golden, assert_close, checked_fn, randn};
 use rand::SeedableRng;
 use rand_pcg::Pcg64;
 use tapegrad::{
@@ -311,14 +311,6 @@ fn unbatched_inputs_are_a_batch_of_one() {
 
 fn opts() -> GradcheckOptions {
     GradcheckOptions::default()
-}
-
-/// Gives a closure the higher-ranked signature gradcheck wants (a `let` alone would not).
-fn checked_fn<F>(f: F) -> F
-where
-    F: for<'t> Fn(&'t Tape<f64>, &[Var<'t, f64>], &mut Pcg64) -> Result<Var<'t, f64>> + Copy,
-{
-    f
 }
 
 #[test]

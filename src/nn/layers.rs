@@ -89,33 +89,12 @@ impl<T: Float> Module<T> for Linear<T> {
 }
 
 impl<T: Float> Forward<T> for Linear<T> {
-    /// x `[…, in]` → `[…, out]`: one matrix product over all leading axes, reading the weight
-    /// transposed in place.
+    /// x `[…, in]` → `[…, out]`: one fused node, `x · Wᵀ + b` over all leading axes (the weight read
+    /// transposed in place, the bias written into the product's output; see [`Var::linear`]).
     fn forward<'t>(&self, _cx: &mut Context<'_>, x: Var<'t, T>) -> Result<Var<'t, T>> {
         let tape = x.tape();
-        let w = tape.param(&self.weight);
-        let shape = x.shape();
-        let y = match shape.rank() {
-            2 => x.matmul_t(w)?,
-            0 => {
-                return Err(Error::BadRank {
-                    op: "Linear",
-                    expected: "an input with a feature axis",
-                    shape,
-                });
-            }
-            rank => {
-                let features = shape.dims()[rank - 1];
-                let rows = x.reshape_infer(&[None, Some(features)])?.matmul_t(w)?;
-                let mut dims = shape.dims().to_vec();
-                dims[rank - 1] = w.shape().dims()[0];
-                rows.reshape(&dims)?
-            }
-        };
-        match &self.bias {
-            Some(b) => y.add(tape.param(b)),
-            None => Ok(y),
-        }
+        let bias = self.bias.as_ref().map(|b| tape.param(b));
+        x.linear(tape.param(&self.weight), bias)
     }
 }
 

@@ -764,7 +764,7 @@ impl<T: Float> Backward<T> for AttentionBackward<T> {
         let mut out: InputGrads<T> = smallvec![dq, dk, dv];
         if self.kind != MaskKind::None {
             let dmask = match dscores {
-                Some(ds) => Some(ds.sum_to(cx.input(3).shape())?),
+                Some(ds) => Some(ds.into_sum_to(cx.input(3).shape())?),
                 None => None,
             };
             out.push(dmask);

@@ -84,6 +84,20 @@ impl<T: Float> Backward<T> for AddBackward {
         ])
     }
 
+    /// g itself goes on to the first operand that needs it (a residual connection's gradient is
+    /// not copied); the other gets its own reduction or copy.
+    fn backward_owned(&self, cx: &BackwardCx<'_, T>, g: Tensor<T>) -> Result<InputGrads<T>> {
+        let second = grad_if(cx.needs_grad(1) && cx.needs_grad(0), || {
+            g.sum_to(cx.input(1).shape())
+        })?;
+        Ok(if cx.needs_grad(0) {
+            smallvec![Some(g.into_sum_to(cx.input(0).shape())?), second]
+        } else {
+            let second = grad_if(cx.needs_grad(1), || g.into_sum_to(cx.input(1).shape()))?;
+            smallvec![None, second]
+        })
+    }
+
     fn backward_graph<'t>(&self, cx: &GraphCx<'t, T>, g: Var<'t, T>) -> Result<InputVars<'t, T>> {
         Ok(smallvec![
             grad_if(cx.needs_grad(0), || g.sum_to(&cx.input(0).shape()))?,
@@ -101,8 +115,17 @@ impl<T: Float> Backward<T> for SubBackward {
             grad_if(cx.needs_grad(0), || g.sum_to(cx.input(0).shape()))?,
             grad_if(cx.needs_grad(1), || g
                 .map(|x| -x)?
-                .sum_to(cx.input(1).shape()))?,
+                .into_sum_to(cx.input(1).shape()))?,
         ])
+    }
+
+    /// g goes on to the first operand without a copy; the second gets −g.
+    fn backward_owned(&self, cx: &BackwardCx<'_, T>, g: Tensor<T>) -> Result<InputGrads<T>> {
+        let second = grad_if(cx.needs_grad(1), || {
+            g.map(|x| -x)?.into_sum_to(cx.input(1).shape())
+        })?;
+        let first = grad_if(cx.needs_grad(0), || g.into_sum_to(cx.input(0).shape()))?;
+        Ok(smallvec![first, second])
     }
 
     fn backward_graph<'t>(&self, cx: &GraphCx<'t, T>, g: Var<'t, T>) -> Result<InputVars<'t, T>> {
@@ -122,10 +145,10 @@ impl<T: Float> Backward<T> for MulBackward {
         Ok(smallvec![
             grad_if(cx.needs_grad(0), || g
                 .zip_map(b, "mul", |g, b| g * b)?
-                .sum_to(a.shape()))?,
+                .into_sum_to(a.shape()))?,
             grad_if(cx.needs_grad(1), || g
                 .zip_map(a, "mul", |g, a| g * a)?
-                .sum_to(b.shape()))?,
+                .into_sum_to(b.shape()))?,
         ])
     }
 
@@ -147,11 +170,13 @@ impl<T: Float> Backward<T> for DivBackward {
         Ok(smallvec![
             grad_if(cx.needs_grad(0), || g
                 .zip_map(b, "div", |g, b| g / b)?
-                .sum_to(a.shape()))?,
+                .into_sum_to(a.shape()))?,
             grad_if(cx.needs_grad(1), || {
                 // −g·a/b² = −g·(a/b)/b, with a/b the op's own output.
                 let g_out = g.zip_map(cx.output(), "div", |g, y| -g * y)?;
-                g_out.zip_map(b, "div", |gy, b| gy / b)?.sum_to(b.shape())
+                g_out
+                    .zip_map(b, "div", |gy, b| gy / b)?
+                    .into_sum_to(b.shape())
             })?,
         ])
     }

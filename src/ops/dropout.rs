@@ -263,6 +263,14 @@ impl<T: Float> Backward<T> for MaskBackward<T> {
         Ok(smallvec![Some(self.apply(g)?)])
     }
 
+    /// The mask applied to g in place: no second tensor of g's size.
+    fn backward_owned(&self, _cx: &BackwardCx<'_, T>, mut g: Tensor<T>) -> Result<InputGrads<T>> {
+        let exact_zero = self.kind == MaskUse::Relu;
+        self.mask
+            .apply_in_place(g.data_mut(), self.scale, exact_zero)?;
+        Ok(smallvec![Some(g)])
+    }
+
     /// The same mask applied to g: linear in g, constant in x (so ReLU's second derivative is 0).
     fn backward_graph<'t>(&self, _cx: &GraphCx<'t, T>, g: Var<'t, T>) -> Result<InputVars<'t, T>> {
         let out = self.apply(&g.value())?;

@@ -716,7 +716,7 @@ impl<T: Float> Backward<T> for PowBackward {
                     g * (e * powf(x, e - T::ONE))
                 }
             });
-            d.sum_to(x.shape())
+            d.into_sum_to(x.shape())
         })?;
         let grad_e = grad_if(cx.needs_grad(1), || {
             let mut d = Tensor::overwritable("pow", out.clone())?;
@@ -731,7 +731,7 @@ impl<T: Float> Backward<T> for PowBackward {
                         yd[o] * xv.ln()
                     };
             });
-            d.sum_to(e.shape())
+            d.into_sum_to(e.shape())
         })?;
         Ok(smallvec![grad_x, grad_e])
     }

@@ -243,6 +243,13 @@ impl<T: Float> Backward<T> for ReshapeBackward {
         Ok(smallvec![Some(g.reshape(cx.input(0).dims())?)])
     }
 
+    /// The same elements under the input's dimensions: no copy.
+    fn backward_owned(&self, cx: &BackwardCx<'_, T>, g: Tensor<T>) -> Result<InputGrads<T>> {
+        Ok(smallvec![Some(
+            g.into_reshaped(cx.input(0).shape().clone())?
+        )])
+    }
+
     fn backward_graph<'t>(&self, cx: &GraphCx<'t, T>, g: Var<'t, T>) -> Result<InputVars<'t, T>> {
         Ok(smallvec![Some(g.reshape(cx.input(0).shape().dims())?)])
     }

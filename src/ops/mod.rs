@@ -50,6 +50,7 @@ mod elementwise;
 mod index;
 mod join;
 mod layout;
+mod linear;
 mod logsumexp;
 mod matmul;
 mod moments;
@@ -91,6 +92,17 @@ pub trait Backward<T: Float>: fmt::Debug + Send + Sync + 'static {
     /// Given `g` = dL/d(output), returns dL/d(input ᵢ) for each input (`None` where
     /// `cx.needs_grad(i)` is false, or where the input is not differentiable).
     fn backward(&self, cx: &BackwardCx<'_, T>, grad: &Tensor<T>) -> Result<InputGrads<T>>;
+
+    /// [`Backward::backward`], given `g` by value: the engine calls this when nothing needs `g`
+    /// after the rule (the usual case: intermediate gradients are not kept), so a rule may reuse
+    /// its buffer — mask it in place (ReLU, dropout), relabel its shape (reshape), or pass it on
+    /// (addition) — instead of allocating and writing a new tensor of the same size.
+    ///
+    /// The default borrows `g` and calls [`Backward::backward`]; an override must return exactly
+    /// what `backward` returns.
+    fn backward_owned(&self, cx: &BackwardCx<'_, T>, grad: Tensor<T>) -> Result<InputGrads<T>> {
+        self.backward(cx, &grad)
+    }
 
     /// The same formula built from ops on `Var`s, so that it is recorded on the tape.
     fn backward_graph<'t>(&self, cx: &GraphCx<'t, T>, grad: Var<'t, T>)

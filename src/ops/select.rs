@@ -210,7 +210,7 @@ impl<T: Float> Backward<T> for MaskedFillBackward {
                     if is_set(m) { T::ZERO } else { g }
                 },
             )?
-            .sum_to(x.shape())
+            .into_sum_to(x.shape())
         })?;
         Ok(smallvec![dx, None])
     }
@@ -343,11 +343,11 @@ impl<T: Float> Backward<T> for WhereBackward {
         let (cond, a, b) = (cx.input(0), cx.input(1), cx.input(2));
         let da = grad_if(cx.needs_grad(1), || {
             g.zip_map(cond, "where", |g, c| if is_set(c) { g } else { T::ZERO })?
-                .sum_to(a.shape())
+                .into_sum_to(a.shape())
         })?;
         let db = grad_if(cx.needs_grad(2), || {
             g.zip_map(cond, "where", |g, c| if is_set(c) { T::ZERO } else { g })?
-                .sum_to(b.shape())
+                .into_sum_to(b.shape())
         })?;
         Ok(smallvec![None, da, db])
     }
@@ -486,7 +486,7 @@ impl<T: Float> Backward<T> for ExtremumBackward {
                     zip_broadcast3(out, gd, a, b, dd, |g, a, b| Extremum::Min.share(g, b, a))
                 }
             }
-            d.sum_to(if first { a.shape() } else { b.shape() })
+            d.into_sum_to(if first { a.shape() } else { b.shape() })
         };
         Ok(smallvec![
             grad_if(cx.needs_grad(0), || share(true))?,

@@ -3,7 +3,7 @@
 
 use rand::SeedableRng;
 use rand_pcg::Pcg64;
-use tapegrad::Tensor;
+use tapegrad::{Result, Tape, Tensor, Var};
 
 /// Deterministic N(0, 1) draws of the given shape.
 pub fn randn(dims: &[usize], seed: u64) -> Tensor<f64> {
@@ -122,4 +122,12 @@ impl Golden {
 /// A seeded generator.
 pub fn rng(seed: u64) -> Pcg64 {
     Pcg64::seed_from_u64(seed)
+}
+
+/// Gives a closure the higher-ranked signature gradcheck wants (a `let` alone would not).
+pub fn checked_fn<F>(f: F) -> F
+where
+    F: for<'t> Fn(&'t Tape<f64>, &[Var<'t, f64>], &mut Pcg64) -> Result<Var<'t, f64>> + Copy,
+{
+    f
 }
