@@ -3,15 +3,8 @@
 //! Its PyTorch twin is `examples/pytorch/digits_toolkit.py` (line counts in docs/models.md).
 //!
 //! Run: `cargo run --release --example digits_toolkit`
-use rand::SeedableRng;
-use rand_pcg::Pcg64;
-use tapegrad::data::{DataLoader, random_split};
 use tapegrad::datasets::{Digits, Split};
-use tapegrad::metrics::accuracy;
-use tapegrad::nn::{Context, Forward, Linear, Module, ReLU, Sequential, StateDict};
-use tapegrad::optim::lr_scheduler::CosineAnnealingLR;
-use tapegrad::optim::{Adam, AdamConfig, LrScheduler, Optimizer};
-use tapegrad::{Result, Tape};
+use tapegrad::prelude::*;
 
 fn evaluate(model: &Sequential<f32>, split: &Split<f32>) -> Result<(f32, f64)> {
     let tape = Tape::no_grad();
@@ -23,8 +16,7 @@ fn evaluate(model: &Sequential<f32>, split: &Split<f32>) -> Result<(f32, f64)> {
 fn fit(name: &str, model: Sequential<f32>, [train, val, test]: &[Split<f32>; 3]) -> Result<()> {
     let (epochs, patience) = (100, 10);
     let loader = DataLoader::new(train.clone(), 64)?.shuffle(0);
-    let mut opt = Adam::new(model.named_params(), AdamConfig::adamw())?;
-    opt.set_lr(3e-3)?;
+    let mut opt = Adam::new(model.named_params(), AdamConfig::adamw().lr(3e-3))?;
     let mut schedule = CosineAnnealingLR::new(&mut opt, epochs, 0.0)?;
     // A snapshot, not a copy: an optimizer's in-place update copies a parameter still shared.
     let (mut best, mut best_loss, mut waited) = (StateDict::of(&model)?, f32::INFINITY, 0);

@@ -3,13 +3,10 @@
 //! `examples/pytorch/sine.py` (line counts in docs/models.md).
 //!
 //! Run: `cargo run --release --example sine`
-use rand::SeedableRng;
-use tapegrad::nn::*;
-use tapegrad::optim::{lr_scheduler::StepLR, *};
-use tapegrad::{Result, Tape, Tensor};
+use tapegrad::prelude::*;
 
 fn main() -> Result<()> {
-    let mut rng = rand_pcg::Pcg64::seed_from_u64(0);
+    let mut rng = Pcg64::seed_from_u64(0);
     let x = Tensor::<f32>::uniform(&[256, 1], -2.0, 2.0, &mut rng)?;
     let y = x.map(|v| (3.0 * v).sin())?;
     let model = Sequential::new()
@@ -17,8 +14,7 @@ fn main() -> Result<()> {
         .push(Tanh);
     let model = model.push(Linear::new(64, 64, &mut rng)?).push(Tanh);
     let model = model.push(Linear::new(64, 1, &mut rng)?);
-    let mut opt = Adam::new(model.named_params(), AdamConfig::default())?;
-    opt.set_lr(1e-2)?;
+    let mut opt = Adam::new(model.named_params(), AdamConfig::default().lr(1e-2))?;
     let mut schedule = StepLR::new(&mut opt, 1000, 0.1)?;
     for step in 0..3000 {
         let tape = Tape::new();

@@ -78,6 +78,7 @@ pub mod nn;
 pub mod ops;
 pub mod optim;
 mod param;
+pub mod prelude;
 mod shape;
 mod tape;
 mod tensor;

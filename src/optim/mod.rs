@@ -36,6 +36,60 @@
 //! # Ok::<(), tapegrad::Error>(())
 //! ```
 
+/// Builder-style setters on an optimizer's configuration, one per field, so that a configuration
+/// differing from the defaults in one value is one expression, as PyTorch's keyword arguments:
+/// `AdamConfig::default().lr(1e-2)` for `torch.optim.Adam(params, lr=1e-2)`. The fields stay
+/// public; a setter only assigns (values are checked when the optimizer is built).
+macro_rules! config_setters {
+    ($config:ident { $($field:ident: $ty:ty),* $(,)? }) => {
+        impl $config {
+            $(
+                #[doc = concat!("Sets `", stringify!($field), "` (builder style; see the field).")]
+                #[must_use]
+                pub fn $field(mut self, $field: $ty) -> Self {
+                    self.$field = $field;
+                    self
+                }
+            )*
+        }
+    };
+}
+
+config_setters!(SgdConfig {
+    lr: f64,
+    momentum: f64,
+    dampening: f64,
+    nesterov: bool,
+    weight_decay: f64,
+    maximize: bool,
+});
+config_setters!(AdamConfig {
+    lr: f64,
+    betas: (f64, f64),
+    eps: f64,
+    weight_decay: f64,
+    decoupled: bool,
+    amsgrad: bool,
+    maximize: bool,
+});
+config_setters!(RMSpropConfig {
+    lr: f64,
+    alpha: f64,
+    eps: f64,
+    weight_decay: f64,
+    momentum: f64,
+    centered: bool,
+    maximize: bool,
+});
+config_setters!(AdagradConfig {
+    lr: f64,
+    lr_decay: f64,
+    weight_decay: f64,
+    initial_accumulator_value: f64,
+    eps: f64,
+    maximize: bool,
+});
+
 mod adagrad;
 mod adam;
 mod clip;
