@@ -161,6 +161,7 @@ macro_rules! impl_float {
                 raw.copy_from_slice(bytes);
                 <$t>::from_le_bytes(raw)
             }
+            #[inline(always)]
             fn apply_mask_word(
                 word: u64,
                 x: &[Self],
@@ -212,38 +213,48 @@ macro_rules! impl_float {
                 }
             }
             fn relu_words(x: &[Self], out: &mut [Self]) -> crate::Result<Vec<u64>> {
-                let mut words = crate::kernels::pool::try_empty("relu", x.len().div_ceil(64))?;
-                let (x_full, x_rest) = x.as_chunks::<64>();
-                let (out_full, out_rest) = out.as_chunks_mut::<64>();
-                for (xs, os) in x_full.iter().zip(out_full.iter_mut()) {
-                    let mut word = 0u64;
-                    // Eight lanes at a time: a byte of bits from eight comparisons.
-                    for (k, (x8, o8)) in xs
-                        .as_chunks::<8>()
-                        .0
-                        .iter()
-                        .zip(os.as_chunks_mut::<8>().0)
-                        .enumerate()
-                    {
-                        let mut byte = 0u8;
-                        for j in 0..8 {
-                            let v = x8[j];
-                            byte |= u8::from(v > 0.0 || v.is_nan()) << j;
-                            // `v < 0` rather than `v > 0`: a NaN passes through.
-                            o8[j] = if v < 0.0 { 0.0 } else { v };
+                let mut words = crate::kernels::pool::try_dirty("relu", x.len().div_ceil(64))?;
+                /// The loop, compiled for the CPU's widest vectors (chosen at run time): the
+                /// comparisons of a 64-element chunk become a few vector compares whose lane masks
+                /// are the word's bits.
+                struct Relu<'a> {
+                    x: &'a [$t],
+                    out: &'a mut [$t],
+                    words: &'a mut [u64],
+                }
+                impl pulp::WithSimd for Relu<'_> {
+                    type Output = ();
+                    #[inline(always)]
+                    fn with_simd<S: pulp::Simd>(self, _simd: S) {
+                        #[inline(always)]
+                        fn chunk(xs: &[$t], os: &mut [$t]) -> u64 {
+                            let mut word = 0u64;
+                            for (j, (&v, o)) in xs.iter().zip(os.iter_mut()).enumerate() {
+                                // Set where v > 0 or v is NaN (a NaN passes its gradient).
+                                word |= u64::from(!(v <= 0.0)) << j;
+                                // `v < 0` rather than `v > 0`: a NaN passes through.
+                                *o = if v < 0.0 { 0.0 } else { v };
+                            }
+                            word
                         }
-                        word |= u64::from(byte) << (8 * k);
+                        let (x_full, x_rest) = self.x.as_chunks::<64>();
+                        let (out_full, out_rest) = self.out.as_chunks_mut::<64>();
+                        let mut words = self.words.iter_mut();
+                        // Whole chunks of a constant length, which the compiler turns into
+                        // vector compares; then the tail.
+                        for ((xs, os), w) in x_full.iter().zip(out_full).zip(&mut words) {
+                            *w = chunk(xs, os);
+                        }
+                        if let Some(w) = words.next() {
+                            *w = chunk(x_rest, out_rest);
+                        }
                     }
-                    words.push(word);
                 }
-                if !x_rest.is_empty() {
-                    let mut word = 0u64;
-                    for (b, (&v, o)) in x_rest.iter().zip(out_rest.iter_mut()).enumerate() {
-                        word |= u64::from(v > 0.0 || v.is_nan()) << b;
-                        *o = if v < 0.0 { 0.0 } else { v };
-                    }
-                    words.push(word);
-                }
+                pulp::Arch::new().dispatch(Relu {
+                    x,
+                    out,
+                    words: &mut words,
+                });
                 Ok(words)
             }
             fn vecmath_kernel(name: &str) -> Option<crate::kernels::vecmath::SliceKernel<Self>> {

@@ -162,14 +162,15 @@ fn pick<T: Float, L: Label>(
         let picked = if Some(label) == ignore_index {
             None
         } else {
-            let class = usize::try_from(label).ok().filter(|&c| c < classes).ok_or(
-                Error::LabelOutOfRange {
+            let class = usize::try_from(label)
+                .ok()
+                .filter(|&c| c < classes)
+                .ok_or_else(|| Error::LabelOutOfRange {
                     op,
                     position,
                     label,
                     classes,
-                },
-            )?;
+                })?;
             let (o, i) = (position / inner.max(1), position % inner.max(1));
             Some((o * classes + class) * inner + i)
         };
