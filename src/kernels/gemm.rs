@@ -6,6 +6,7 @@
 #![allow(unsafe_code)]
 
 use gemm::Parallelism;
+use rayon::prelude::*;
 
 use crate::element::Float;
 
@@ -38,6 +39,15 @@ impl<'a, T> MatRef<'a, T> {
                 row_stride: cols,
                 col_stride: 1,
             }
+        }
+    }
+
+    /// Rows `start..start + len` of the view (`len` ≥ 1, inside the view).
+    fn rows_from(&self, start: usize, len: usize) -> Self {
+        MatRef {
+            data: &self.data[start * self.row_stride..],
+            rows: len,
+            ..*self
         }
     }
 
@@ -95,14 +105,49 @@ pub(crate) fn matmul_into_with<T: Float>(
         return;
     }
     let threads = crate::threads::num_threads();
-    let parallelism = if may_split
-        && threads > 1
-        && m.saturating_mul(n).saturating_mul(k) >= PARALLEL_MIN_FLOPS
-    {
-        Parallelism::Rayon(threads)
-    } else {
-        Parallelism::None
-    };
+    if may_split && threads > 1 && m.saturating_mul(n).saturating_mul(k) >= PARALLEL_MIN_FLOPS {
+        if m >= threads * SPLIT_MIN_ROWS && (n <= SPLIT_MAX_COLS || k < SPLIT_MIN_ROWS) {
+            // One band of output rows per thread, each a whole product of its own: every thread
+            // runs the kernel on a full-depth problem. For a training step's shapes (a weight
+            // gradient gᵀ·x, a product with few columns or a short inner dimension) the gemm
+            // crate's own split divides the work less evenly; for wide outputs it shares one
+            // packed copy of the right operand between the threads, which the bands cannot.
+            let band = m.div_ceil(threads).next_multiple_of(SPLIT_ALIGN).min(m);
+            dst.par_chunks_mut(band * n)
+                .enumerate()
+                .for_each(|(i, dst)| {
+                    let lhs = lhs.rows_from(i * band, dst.len() / n);
+                    gemm_call(dst, lhs, rhs, accumulate, Parallelism::None);
+                });
+            return;
+        }
+        return gemm_call(dst, lhs, rhs, accumulate, Parallelism::Rayon(threads));
+    }
+    gemm_call(dst, lhs, rhs, accumulate, Parallelism::None)
+}
+
+/// Rows per thread below which a product is not split into bands of rows.
+const SPLIT_MIN_ROWS: usize = 64;
+
+/// Outputs wider than this (with a long inner dimension) are left to the gemm crate's own split.
+const SPLIT_MAX_COLS: usize = 2048;
+
+/// Bands of rows start at multiples of this (the kernels' row tile).
+const SPLIT_ALIGN: usize = 16;
+
+/// The one call into `gemm`, with shapes already checked by [`matmul_into_with`].
+fn gemm_call<T: Float>(
+    dst: &mut [T],
+    lhs: MatRef<'_, T>,
+    rhs: MatRef<'_, T>,
+    accumulate: bool,
+    parallelism: Parallelism,
+) {
+    let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
+    assert!(
+        rhs.rows == k && dst.len() == m * n && lhs.in_bounds() && rhs.in_bounds(),
+        "gemm wrapper: views do not fit their buffers"
+    );
     // SAFETY: `in_bounds` proved that every element the views address lies inside `lhs.data` and
     // `rhs.data`, and all offsets fit in isize; `dst` is exactly m*n elements, written row-major with
     // row stride n and column stride 1; `dst` is a unique borrow, so it cannot alias the inputs;
