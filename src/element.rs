@@ -231,7 +231,7 @@ macro_rules! impl_float {
                             let mut word = 0u64;
                             for (j, (&v, o)) in xs.iter().zip(os.iter_mut()).enumerate() {
                                 // Set where v > 0 or v is NaN (a NaN passes its gradient).
-                                word |= u64::from(!(v <= 0.0)) << j;
+                                word |= u64::from(v > 0.0 || v.is_nan()) << j;
                                 // `v < 0` rather than `v > 0`: a NaN passes through.
                                 *o = if v < 0.0 { 0.0 } else { v };
                             }

@@ -91,10 +91,8 @@ pub(crate) fn matmul_into_with<T: Float>(
     may_split: bool,
 ) {
     let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
-    assert!(
-        rhs.rows == k && dst.len() == m * n && lhs.in_bounds() && rhs.in_bounds(),
-        "gemm wrapper: views do not fit their buffers"
-    );
+    debug_assert_eq!(dst.len(), m * n, "gemm wrapper: the output does not fit");
+    // Every product, whole or a band of rows, goes through `gemm_call`, which checks the views.
     if m == 0 || n == 0 {
         return;
     }
