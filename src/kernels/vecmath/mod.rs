@@ -34,7 +34,7 @@
 //!
 //! # How an op calls them
 //!
-//! ```ignore
+//! ```text
 //! use crate::kernels::vecmath;
 //! // forward (T: Float): a fresh output, written once
 //! let mut y = Tensor::overwritable("gelu", x.shape().clone())?;
