@@ -4,6 +4,7 @@
 //! - `docs/worked-example.md` shows what `examples/worked_example.rs` prints; the page must equal the
 //!   program's output, and every number must equal the formulas of `docs/derivations.md` computed
 //!   here with plain loops;
+//! - `docs/models.md` shows whole example files after `<!-- file: path -->`; each must equal the file;
 //! - the graph figures (`docs/img/*.dot`, `*.svg`) must match what the engine draws now
 //!   (`scripts/figures.sh` redraws them).
 
@@ -112,6 +113,38 @@ fn the_engine_chapter_shows_the_real_source() {
         );
     }
     assert!(shown.len() >= 4, "{shown:?}");
+}
+
+#[test]
+fn the_models_chapter_shows_the_real_examples() {
+    let page = read("docs/models.md");
+    let lines: Vec<&str> = page.lines().collect();
+    let mut shown = 0;
+    for (i, line) in lines.iter().enumerate() {
+        let Some(path) = line
+            .trim()
+            .strip_prefix("<!-- file: ")
+            .and_then(|s| s.strip_suffix(" -->"))
+        else {
+            continue;
+        };
+        assert!(
+            lines[i + 1].starts_with("```"),
+            "{path}: a fenced block must follow the file line"
+        );
+        let body: Vec<&str> = lines[i + 2..]
+            .iter()
+            .take_while(|l| !l.starts_with("```"))
+            .copied()
+            .collect();
+        assert_eq!(
+            body.join("\n"),
+            read(path).trim_end(),
+            "docs/models.md's copy of {path} differs from the file: copy it again"
+        );
+        shown += 1;
+    }
+    assert_eq!(shown, 2, "the side-by-side loop shows both programs");
 }
 
 #[test]
