@@ -64,19 +64,24 @@ fn dedent(lines: &[&str]) -> String {
 
 /// The fenced block that follows each `<!-- include: path#name -->` line of a page.
 fn included_blocks(page: &str) -> Vec<(String, String)> {
+    blocks_after(page, "<!-- include: ")
+}
+
+/// The fenced block that follows each `{marker}spec -->` line of a page, with its spec.
+fn blocks_after(page: &str, marker: &str) -> Vec<(String, String)> {
     let lines: Vec<&str> = page.lines().collect();
     let mut out = Vec::new();
     for (i, line) in lines.iter().enumerate() {
         let Some(spec) = line
             .trim()
-            .strip_prefix("<!-- include: ")
+            .strip_prefix(marker)
             .and_then(|s| s.strip_suffix(" -->"))
         else {
             continue;
         };
         assert!(
             lines[i + 1].starts_with("```"),
-            "{spec}: a fenced block must follow the include line"
+            "{spec}: a fenced block must follow the {marker}… line"
         );
         let body: Vec<&str> = lines[i + 2..]
             .iter()
@@ -117,34 +122,15 @@ fn the_engine_chapter_shows_the_real_source() {
 
 #[test]
 fn the_models_chapter_shows_the_real_examples() {
-    let page = read("docs/models.md");
-    let lines: Vec<&str> = page.lines().collect();
-    let mut shown = 0;
-    for (i, line) in lines.iter().enumerate() {
-        let Some(path) = line
-            .trim()
-            .strip_prefix("<!-- file: ")
-            .and_then(|s| s.strip_suffix(" -->"))
-        else {
-            continue;
-        };
-        assert!(
-            lines[i + 1].starts_with("```"),
-            "{path}: a fenced block must follow the file line"
-        );
-        let body: Vec<&str> = lines[i + 2..]
-            .iter()
-            .take_while(|l| !l.starts_with("```"))
-            .copied()
-            .collect();
+    let blocks = blocks_after(&read("docs/models.md"), "<!-- file: ");
+    for (path, body) in &blocks {
         assert_eq!(
-            body.join("\n"),
+            body,
             read(path).trim_end(),
             "docs/models.md's copy of {path} differs from the file: copy it again"
         );
-        shown += 1;
     }
-    assert_eq!(shown, 2, "the side-by-side loop shows both programs");
+    assert_eq!(blocks.len(), 2, "the side-by-side loop shows both programs");
 }
 
 #[test]
