@@ -1,6 +1,6 @@
 //! Adagrad, PyTorch's `torch.optim.Adagrad`.
 
-use super::state::{self, Hyper, Meta, fmt_f64};
+use super::state::{self, Hyper, Meta, StateConfig, fmt_f64};
 use super::{
     GradSource, Group, IntoGroups, Optimizer, SlotState, build_groups, check_lr, check_nonneg,
     check_shape, check_state, effective_grad, group_params, lr_groups,
@@ -55,6 +55,12 @@ impl AdagradConfig {
         )?;
         check_nonneg(op, "eps", self.eps)
     }
+}
+
+impl StateConfig for AdagradConfig {
+    fn name(&self) -> &'static str {
+        "Adagrad"
+    }
 
     fn hyper(&self) -> Hyper {
         vec![
@@ -81,6 +87,10 @@ impl AdagradConfig {
         };
         config.validate()?;
         Ok(config)
+    }
+
+    fn buffers(&self) -> &'static [&'static str] {
+        BUFFERS
     }
 }
 
@@ -190,15 +200,10 @@ impl<T: Float> Optimizer<T> for Adagrad<T> {
     }
 
     fn state_dict(&self) -> Result<StateDict<T>> {
-        state::save("Adagrad", &self.groups, BUFFERS, self.config.hyper())
+        state::save_with(&self.config, &self.groups)
     }
 
     fn load_state_dict(&mut self, sd: &StateDict<T>) -> Result<()> {
-        let meta = Meta::new("Adagrad", sd)?;
-        let config = AdagradConfig::from_meta(&meta)?;
-        let plan = state::plan(&meta, sd, &self.groups, BUFFERS)?;
-        plan.apply(&mut self.groups);
-        self.config = config;
-        Ok(())
+        state::load_with(&mut self.config, &mut self.groups, sd)
     }
 }

@@ -1,6 +1,6 @@
 //! Adam and AdamW, PyTorch's `torch.optim.Adam` and `torch.optim.AdamW`.
 
-use super::state::{self, Hyper, Meta, fmt_f64};
+use super::state::{self, Hyper, Meta, StateConfig, fmt_f64};
 use super::{
     GradSource, Group, IntoGroups, Optimizer, SlotState, build_groups, check_hyper, check_lr,
     check_nonneg, check_shape, check_state, group_params, lerp, lr_groups,
@@ -53,10 +53,6 @@ impl AdamConfig {
         }
     }
 
-    fn name(&self) -> &'static str {
-        if self.decoupled { "AdamW" } else { "Adam" }
-    }
-
     fn validate(&self) -> Result<()> {
         let op = self.name();
         check_lr(op, self.lr)?;
@@ -77,6 +73,12 @@ impl AdamConfig {
             "must lie in [0, 1)",
         )?;
         check_nonneg(op, "weight_decay", self.weight_decay)
+    }
+}
+
+impl StateConfig for AdamConfig {
+    fn name(&self) -> &'static str {
+        if self.decoupled { "AdamW" } else { "Adam" }
     }
 
     fn hyper(&self) -> Hyper {
@@ -263,20 +265,10 @@ impl<T: Float> Optimizer<T> for Adam<T> {
     }
 
     fn state_dict(&self) -> Result<StateDict<T>> {
-        state::save(
-            self.config.name(),
-            &self.groups,
-            self.config.buffers(),
-            self.config.hyper(),
-        )
+        state::save_with(&self.config, &self.groups)
     }
 
     fn load_state_dict(&mut self, sd: &StateDict<T>) -> Result<()> {
-        let meta = Meta::new(self.config.name(), sd)?;
-        let config = AdamConfig::from_meta(&meta)?;
-        let plan = state::plan(&meta, sd, &self.groups, config.buffers())?;
-        plan.apply(&mut self.groups);
-        self.config = config;
-        Ok(())
+        state::load_with(&mut self.config, &mut self.groups, sd)
     }
 }

@@ -560,6 +560,25 @@ pub(crate) fn check_lr(op: &'static str, lr: f64) -> Result<()> {
     )
 }
 
+/// A group's momentum set after construction (SGD, RMSprop): only if the optimizer was built with
+/// momentum (`configured` > 0, so that it keeps a momentum buffer), and finite and > 0.
+pub(crate) fn check_group_momentum(op: &'static str, configured: f64, momentum: f64) -> Result<()> {
+    check_hyper(
+        op,
+        "momentum",
+        momentum,
+        configured > 0.0,
+        "the optimizer was built without momentum",
+    )?;
+    check_hyper(
+        op,
+        "momentum",
+        momentum,
+        momentum > 0.0 && momentum.is_finite(),
+        "must be finite and > 0",
+    )
+}
+
 pub(crate) fn check_hyper(
     op: &'static str,
     name: &'static str,

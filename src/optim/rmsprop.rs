@@ -1,9 +1,10 @@
 //! RMSprop, PyTorch's `torch.optim.RMSprop`.
 
-use super::state::{self, Hyper, Meta, fmt_f64};
+use super::state::{self, Hyper, Meta, StateConfig, fmt_f64};
 use super::{
-    GradSource, Group, IntoGroups, Optimizer, SlotState, build_groups, check_hyper, check_lr,
-    check_nonneg, check_shape, check_state, effective_grad, group_params, lerp, lr_groups,
+    GradSource, Group, IntoGroups, Optimizer, SlotState, build_groups, check_group_momentum,
+    check_hyper, check_lr, check_nonneg, check_shape, check_state, effective_grad, group_params,
+    lerp, lr_groups,
 };
 use crate::element::Float;
 use crate::error::Result;
@@ -58,6 +59,12 @@ impl RMSpropConfig {
         check_nonneg(op, "eps", self.eps)?;
         check_nonneg(op, "weight_decay", self.weight_decay)?;
         check_nonneg(op, "momentum", self.momentum)
+    }
+}
+
+impl StateConfig for RMSpropConfig {
+    fn name(&self) -> &'static str {
+        "RMSprop"
     }
 
     fn hyper(&self) -> Hyper {
@@ -159,16 +166,7 @@ impl<T: Float> RMSprop<T> {
 lr_groups!(
     RMSprop,
     momentum: |c: &RMSpropConfig| c.momentum,
-    check: |op, c: &RMSpropConfig, m: f64| {
-        check_hyper(
-            op,
-            "momentum",
-            m,
-            c.momentum > 0.0,
-            "the optimizer was built without momentum",
-        )?;
-        check_hyper(op, "momentum", m, m > 0.0 && m.is_finite(), "must be finite and > 0")
-    }
+    check: |op, c: &RMSpropConfig, m: f64| check_group_momentum(op, c.momentum, m)
 );
 
 impl<T: Float> Optimizer<T> for RMSprop<T> {
@@ -241,20 +239,10 @@ impl<T: Float> Optimizer<T> for RMSprop<T> {
     }
 
     fn state_dict(&self) -> Result<StateDict<T>> {
-        state::save(
-            "RMSprop",
-            &self.groups,
-            self.config.buffers(),
-            self.config.hyper(),
-        )
+        state::save_with(&self.config, &self.groups)
     }
 
     fn load_state_dict(&mut self, sd: &StateDict<T>) -> Result<()> {
-        let meta = Meta::new("RMSprop", sd)?;
-        let config = RMSpropConfig::from_meta(&meta)?;
-        let plan = state::plan(&meta, sd, &self.groups, config.buffers())?;
-        plan.apply(&mut self.groups);
-        self.config = config;
-        Ok(())
+        state::load_with(&mut self.config, &mut self.groups, sd)
     }
 }

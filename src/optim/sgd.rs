@@ -1,9 +1,10 @@
 //! Stochastic gradient descent, PyTorch's `torch.optim.SGD`.
 
-use super::state::{self, Hyper, Meta, fmt_f64};
+use super::state::{self, Hyper, Meta, StateConfig, fmt_f64};
 use super::{
-    GradSource, Group, IntoGroups, Optimizer, SlotState, build_groups, check_hyper, check_lr,
-    check_nonneg, check_shape, check_state, effective_grad, group_params, lr_groups,
+    GradSource, Group, IntoGroups, Optimizer, SlotState, build_groups, check_group_momentum,
+    check_hyper, check_lr, check_nonneg, check_shape, check_state, effective_grad, group_params,
+    lr_groups,
 };
 use crate::element::Float;
 use crate::error::Result;
@@ -71,6 +72,12 @@ impl SgdConfig {
             )?;
         }
         Ok(())
+    }
+}
+
+impl StateConfig for SgdConfig {
+    fn name(&self) -> &'static str {
+        "SGD"
     }
 
     fn hyper(&self) -> Hyper {
@@ -148,16 +155,7 @@ impl<T: Float> Sgd<T> {
 lr_groups!(
     Sgd,
     momentum: |c: &SgdConfig| c.momentum,
-    check: |op, c: &SgdConfig, m: f64| {
-        check_hyper(
-            op,
-            "momentum",
-            m,
-            c.momentum > 0.0,
-            "the optimizer was built without momentum",
-        )?;
-        check_hyper(op, "momentum", m, m > 0.0 && m.is_finite(), "must be finite and > 0")
-    }
+    check: |op, c: &SgdConfig, m: f64| check_group_momentum(op, c.momentum, m)
 );
 
 impl<T: Float> Optimizer<T> for Sgd<T> {
@@ -223,20 +221,10 @@ impl<T: Float> Optimizer<T> for Sgd<T> {
     }
 
     fn state_dict(&self) -> Result<StateDict<T>> {
-        state::save(
-            "SGD",
-            &self.groups,
-            self.config.buffers(),
-            self.config.hyper(),
-        )
+        state::save_with(&self.config, &self.groups)
     }
 
     fn load_state_dict(&mut self, sd: &StateDict<T>) -> Result<()> {
-        let meta = Meta::new("SGD", sd)?;
-        let config = SgdConfig::from_meta(&meta)?;
-        let plan = state::plan(&meta, sd, &self.groups, config.buffers())?;
-        plan.apply(&mut self.groups);
-        self.config = config;
-        Ok(())
+        state::load_with(&mut self.config, &mut self.groups, sd)
     }
 }

@@ -30,6 +30,42 @@ pub(crate) fn fmt_f64(x: f64) -> String {
     format!("{x:?}")
 }
 
+/// What an optimizer's configuration gives its saved state: its name (PyTorch's class name, checked
+/// on load), its hyper-parameters, how to read them back, and the buffers each parameter keeps.
+pub(crate) trait StateConfig: Sized {
+    /// PyTorch's name of the optimizer ("SGD", "Adam", "AdamW", …).
+    fn name(&self) -> &'static str;
+    /// The hyper-parameters, as saved.
+    fn hyper(&self) -> Hyper;
+    /// The configuration a saved state was written with (validated).
+    fn from_meta(meta: &Meta<'_>) -> Result<Self>;
+    /// PyTorch's names of the buffers each parameter keeps with this configuration.
+    fn buffers(&self) -> &'static [&'static str];
+}
+
+/// An optimizer's `state_dict`: its configuration and its groups' buffers, by parameter name.
+pub(crate) fn save_with<T: Float, C: StateConfig>(
+    config: &C,
+    groups: &[Group<T>],
+) -> Result<StateDict<T>> {
+    save(config.name(), groups, config.buffers(), config.hyper())
+}
+
+/// An optimizer's `load_state_dict`: all or nothing — the configuration and every buffer are
+/// checked before any is replaced.
+pub(crate) fn load_with<T: Float, C: StateConfig>(
+    config: &mut C,
+    groups: &mut [Group<T>],
+    sd: &StateDict<T>,
+) -> Result<()> {
+    let meta = Meta::new(config.name(), sd)?;
+    let loaded = C::from_meta(&meta)?;
+    let plan = plan(&meta, sd, groups, loaded.buffers())?;
+    plan.apply(groups);
+    *config = loaded;
+    Ok(())
+}
+
 /// The optimizer state of `groups` as a [`StateDict`].
 pub(crate) fn save<T: Float>(
     op: &'static str,
